@@ -1,0 +1,1 @@
+"""dockerbot: manage Docker images on your hosts from Slack."""

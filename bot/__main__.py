@@ -1,0 +1,83 @@
+"""`python -m bot shell` (terminal) or `python -m bot serve` (Slack)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+from pydantic import ValidationError
+
+from bot.config import Settings, describe_error
+from bot.logs import setup_logging
+from bot.router import Router
+from bot.services import build_services
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as error:
+        sys.exit(f"Configuration error:\n{describe_error(error)}")
+
+
+def secrets_of(settings: Settings) -> tuple[str, ...]:
+    values = (settings.slack_bot_token, settings.slack_app_token, settings.slack_signing_secret)
+    return tuple(v.get_secret_value() for v in values if v)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bot", description="dockerbot")
+    sub = parser.add_subparsers(dest="mode", required=True)
+    sub.add_parser("shell", help="type /docker commands in the terminal")
+    serve = sub.add_parser("serve", help="run in Slack (Socket Mode if SLACK_APP_TOKEN is set, else HTTP)")
+    serve.add_argument("--port", type=int, default=None, help="HTTP port (default DOCKERBOT_PORT or 3000)")
+    serve.add_argument("--host", default="0.0.0.0", help="HTTP listen address")
+    args = parser.parse_args(argv)
+
+    settings = load_settings()
+    # In the shell, log lines would interleave with the conversation: only warnings go to stderr.
+    level = settings.log_level if args.mode == "serve" or settings.log_level == "DEBUG" else "WARNING"
+    setup_logging(level, settings.log_format, secrets_of(settings))
+    services = build_services(settings)
+    router = Router(services)
+    try:
+        if args.mode == "shell":
+            from bot.terminal import Shell
+
+            print(
+                f"dockerbot shell on {services.hosts.default.address} — type `help`, or `exit`.", flush=True
+            )
+            Shell(router, files_dir=settings.data_dir / "files").loop()
+        else:
+            serve_slack(settings, router, args.host, args.port if args.port is not None else settings.port)
+    finally:
+        services.close()
+
+
+def serve_slack(settings: Settings, router: Router, host: str, port: int) -> None:
+    from bot.server import http_app, make_http_server, socket_mode_handler
+    from bot.slack_app import create_app
+
+    if not settings.slack_bot_token:
+        sys.exit("Configuration error:\nSLACK_BOT_TOKEN: required to serve Slack")
+    work = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="work")
+    app = create_app(settings, router, work=work)
+    try:
+        if settings.slack_app_token:
+            print("dockerbot: Socket Mode", flush=True)
+            socket_mode_handler(app, settings.slack_app_token.get_secret_value()).start()
+        else:
+            if not settings.slack_signing_secret:
+                sys.exit("Configuration error:\nSLACK_SIGNING_SECRET: required in HTTP mode")
+            server = make_http_server(http_app(app), host, port, settings.max_body_bytes)
+            print(f"dockerbot: HTTP on {host}:{server.effective_port}/slack/events", flush=True)
+            server.run()
+    finally:
+        work.shutdown(wait=False, cancel_futures=True)
+
+
+if __name__ == "__main__":
+    os.environ.pop("SLACK_CLIENT_ID", None)  # Bolt would switch to OAuth mode
+    main()

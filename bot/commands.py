@@ -1,0 +1,104 @@
+"""The contract between the router, the adapters and the handlers.
+
+A handler is a plain function `run(request, reply)`. It reads what the user asked
+from `request`, talks to the Docker host in `request.host`, and answers through
+`reply`. Adapters (Slack, terminal) implement `Reply`; handlers never see them.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from bot.messages import Message
+
+if TYPE_CHECKING:
+    from bot.hosts import DockerHost
+    from bot.services import Services
+
+
+class UserError(Exception):
+    """A problem the user can fix; its text is shown as it is."""
+
+
+class UsageError(UserError):
+    """Bad arguments: the reply adds the command's usage."""
+
+
+class MessageRef(Protocol):
+    """Where an adapter can find a message again to update it. Opaque to handlers."""
+
+
+class Reply(Protocol):
+    def send(self, message: Message, *, live: bool = False) -> MessageRef:
+        """Post a new message. `live=True` asks for a message that `update` can edit often."""
+
+    def update(self, ref: MessageRef, message: Message, *, final: bool = False) -> None:
+        """Replace a message posted earlier (or the one whose button was pressed)."""
+
+    def private(self, message: Message) -> None:
+        """Tell only the person who asked (refusals, notices)."""
+
+
+@dataclass(frozen=True)
+class Request:
+    user: str
+    channel: str
+    args: argparse.Namespace
+    host: DockerHost
+    services: Services
+    request_id: str
+    is_admin: bool = False
+
+
+@dataclass(frozen=True)
+class ActionRequest:
+    """A button press: `value` is what the button carried, `message` the card it sits on."""
+
+    user: str
+    channel: str
+    value: str
+    message: MessageRef
+    host: DockerHost
+    services: Services
+    request_id: str
+    is_admin: bool = False
+
+
+class ArgParser(argparse.ArgumentParser):
+    """argparse that raises instead of printing and exiting."""
+
+    def __init__(self, prog: str, **kwargs: Any) -> None:
+        super().__init__(prog=prog, add_help=False, allow_abbrev=False, exit_on_error=False, **kwargs)
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(message)
+
+    def exit(self, status: int = 0, message: str | None = None) -> None:  # type: ignore[override]
+        raise UsageError(message or "invalid arguments")
+
+
+Runner = Callable[[Request, Reply], None]
+ActionRunner = Callable[[ActionRequest, Reply], None]
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    summary: str  # one line for /docker help
+    example: str  # e.g. "/docker pull redis:7"
+    run: Runner
+    add_arguments: Callable[[ArgParser], None] = lambda parser: None
+    aliases: tuple[str, ...] = ()
+    actions: dict[str, ActionRunner] = field(default_factory=dict)  # button action name -> runner
+
+    def parser(self) -> ArgParser:
+        parser = ArgParser(prog=f"/docker {self.name}")
+        self.add_arguments(parser)
+        return parser
+
+    @property
+    def usage(self) -> str:
+        return self.parser().format_usage().removeprefix("usage: ").strip()

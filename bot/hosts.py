@@ -1,0 +1,116 @@
+"""Docker host access: one long-lived client per host, created on first use.
+
+A client is only cached once it has reached its engine, so an engine that was
+down at start-up (or is down now) is retried on the next command.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+
+import docker
+import requests
+
+from bot.commands import UserError
+
+
+class EngineUnavailable(UserError):
+    def __init__(self, host: DockerHost, cause: str) -> None:
+        self.host = host
+        self.cause = cause
+        super().__init__(f"Cannot reach the Docker engine on host `{host.name}` ({host.address}): {cause}")
+
+
+# Errors raised by requests/urllib3/docker when the engine cannot be reached at all.
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    requests.exceptions.ConnectionError,
+    requests.exceptions.Timeout,
+    ConnectionError,
+)
+
+
+def connection_cause(error: BaseException) -> str:
+    """A short, human cause for a connection failure (no URLs with credentials, no tracebacks)."""
+    text = str(error)
+    for marker, cause in (
+        ("No such file or directory", "the engine's socket does not exist (is dockerd running?)"),
+        ("Connection refused", "connection refused (is dockerd running?)"),
+        ("Permission denied", "permission denied on the engine's socket"),
+        ("timed out", "the engine did not answer in time"),
+        ("Read timed out", "the engine did not answer in time"),
+        ("Name or service not known", "unknown host name"),
+    ):
+        if marker in text:
+            return cause
+    return type(error).__name__
+
+
+@dataclass
+class DockerHost:
+    name: str
+    url: str | None = None  # None: the docker SDK's environment (DOCKER_HOST, DOCKER_TLS_VERIFY, ...)
+    timeout: float = 60.0
+    max_pool_size: int = 32  # as many as the worker pool, so workers do not queue for connections
+    _client: docker.DockerClient | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def address(self) -> str:
+        return self.url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+
+    def client(self) -> docker.DockerClient:
+        with self._lock:
+            if self._client is None:
+                self._client = self._connect()
+            return self._client
+
+    @property
+    def api(self) -> docker.APIClient:
+        return self.client().api
+
+    def _connect(self) -> docker.DockerClient:
+        try:
+            if self.url is None:
+                # use_context=False: a bot must not follow whatever `docker context use` said last.
+                return docker.from_env(
+                    timeout=int(self.timeout), use_context=False, max_pool_size=self.max_pool_size
+                )
+            return docker.DockerClient(
+                base_url=self.url, timeout=int(self.timeout), max_pool_size=self.max_pool_size
+            )
+        except docker.errors.DockerException as error:
+            raise EngineUnavailable(self, connection_cause(error.__cause__ or error)) from error
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+
+class HostPool:
+    """The configured hosts by name; the first one is the default."""
+
+    def __init__(self, hosts: list[DockerHost]) -> None:
+        if not hosts:
+            raise ValueError("at least one Docker host is needed")
+        self._hosts = {h.name: h for h in hosts}
+        self.default = hosts[0]
+
+    def get(self, name: str | None) -> DockerHost:
+        if name is None:
+            return self.default
+        try:
+            return self._hosts[name]
+        except KeyError:
+            known = ", ".join(f"`{n}`" for n in self._hosts)
+            raise UserError(f"Unknown host `{name}`. Known hosts: {known}.") from None
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self._hosts.values())
+
+    def close(self) -> None:
+        for host in self._hosts.values():
+            host.close()

@@ -1,0 +1,39 @@
+"""What every handler may use besides its request: settings, hosts, the command list."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from bot.config import Settings
+from bot.hosts import DockerHost, HostPool
+
+if TYPE_CHECKING:
+    from bot.commands import Command
+
+
+@dataclass
+class Services:
+    settings: Settings
+    hosts: HostPool
+    commands: list[Command]
+
+    def command(self, name: str) -> Command | None:
+        for cmd in self.commands:
+            if name == cmd.name or name in cmd.aliases:
+                return cmd
+        return None
+
+    def close(self) -> None:
+        self.hosts.close()
+
+
+def build_services(settings: Settings, commands: list[Command] | None = None) -> Services:
+    if commands is None:
+        from handlers import COMMANDS
+
+        commands = COMMANDS
+    hosts = HostPool(
+        [DockerHost(name="local", timeout=settings.docker_timeout, max_pool_size=settings.workers)]
+    )
+    return Services(settings=settings, hosts=hosts, commands=commands)

@@ -1,0 +1,204 @@
+"""The Slack adapter: a Bolt app (built by `create_app`, never at import time) and its reply channel.
+
+Every command and button press is acknowledged at once; the work then runs on our
+own worker pool, sized for slow Docker calls, and answers through response_url or
+chat.postMessage/chat.update.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from slack_bolt import App
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry import RetryHandler
+from slack_sdk.http_retry.builtin_handlers import (
+    ConnectionErrorRetryHandler,
+    RateLimitErrorRetryHandler,
+    ServerErrorRetryHandler,
+)
+from slack_sdk.webhook import WebhookClient
+
+from bot.config import Settings
+from bot.messages import ACTION_PREFIX, Message, context
+from bot.router import Router
+
+log = logging.getLogger("dockerbot.slack")
+
+# chat.postMessage fails with these where the bot is not a member; response_url still works there.
+_NOT_POSTABLE = {"not_in_channel", "channel_not_found", "is_archived", "restricted_action"}
+
+
+def retry_handlers() -> list[RetryHandler]:
+    # slack-sdk retries only connection errors by default; 429 (Retry-After) and 5xx are opt-in.
+    return [
+        ConnectionErrorRetryHandler(max_retry_count=2),
+        RateLimitErrorRetryHandler(max_retry_count=5),
+        ServerErrorRetryHandler(max_retry_count=3),
+    ]
+
+
+def make_web_client(settings: Settings) -> WebClient:
+    token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
+    base_url = settings.slack_api_url or WebClient.BASE_URL
+    return WebClient(token=token, base_url=base_url.rstrip("/") + "/", retry_handlers=retry_handlers())
+
+
+@dataclass(frozen=True)
+class SlackRef:
+    """A message we can edit: by channel+ts (chat.update) or by an interaction's response_url."""
+
+    channel: str
+    ts: str | None = None
+    response_url: str | None = None
+
+
+def _payload(message: Message) -> dict[str, Any]:
+    return {"text": message.text, "blocks": message.blocks}
+
+
+class SlackReply:
+    def __init__(self, client: WebClient, *, channel: str, user: str, response_url: str | None) -> None:
+        self.client = client
+        self.channel = channel
+        self.user = user
+        self.response_url = response_url
+
+    # --- Reply -------------------------------------------------------------------------------
+    def send(self, message: Message, *, live: bool = False) -> SlackRef:
+        message = self._with_files(message)
+        if live:
+            try:
+                resp = self.client.chat_postMessage(channel=self.channel, **_payload(message))
+                return SlackRef(channel=resp["channel"], ts=resp["ts"])
+            except SlackApiError as error:
+                if error.response.get("error") not in _NOT_POSTABLE:
+                    raise
+                log.info("cannot post in %s (%s); answering through response_url", self.channel, error)
+        self._respond(message, replace_original=False)
+        # A command's own response_url cannot edit its ephemeral reply: updates are kept for the end.
+        return SlackRef(channel=self.channel)
+
+    def update(self, ref: SlackRef, message: Message, *, final: bool = False) -> None:  # type: ignore[override]
+        message = self._with_files(message)
+        if ref.response_url:
+            self._respond(message, replace_original=True, url=ref.response_url)
+        elif ref.ts:
+            self.client.chat_update(channel=ref.channel, ts=ref.ts, **_payload(message))
+        elif final:
+            self._respond(message, replace_original=False)
+
+    def private(self, message: Message) -> None:
+        message.in_channel = False
+        if self.response_url:
+            self._respond(message, replace_original=False)
+        else:
+            self.client.chat_postEphemeral(channel=self.channel, user=self.user, **_payload(message))
+
+    # --- helpers -----------------------------------------------------------------------------
+    def _respond(self, message: Message, *, replace_original: bool, url: str | None = None) -> None:
+        target = url or self.response_url
+        if not target:  # scheduled jobs have no response_url: post to the channel
+            self.client.chat_postMessage(channel=self.channel, **_payload(message))
+            return
+        webhook = WebhookClient(url=target, retry_handlers=retry_handlers())
+        resp = webhook.send(
+            **_payload(message),
+            response_type="in_channel" if message.in_channel else "ephemeral",
+            replace_original=replace_original,
+        )
+        if resp.status_code != 200:
+            log.warning("response_url answered %s: %s", resp.status_code, resp.body[:200])
+
+    def _with_files(self, message: Message) -> Message:
+        """Upload attached files once; the message then says where they are."""
+        if not message.files:
+            return message
+        notes = []
+        for file in message.files:
+            try:
+                self.client.files_upload_v2(
+                    channel=self.channel,
+                    content=file.content,
+                    filename=file.name,
+                    title=file.title or file.name,
+                )
+                notes.append(f"Full output attached as `{file.name}`.")
+            except SlackApiError as error:
+                notes.append(f"Could not attach `{file.name}` ({error.response.get('error')}).")
+        return Message(
+            text=message.text,
+            blocks=[*message.blocks[:49], context(" ".join(notes))],
+            in_channel=message.in_channel,
+        )
+
+
+def create_app(
+    settings: Settings, router: Router, *, client: WebClient | None = None, work: ThreadPoolExecutor
+) -> App:
+    client = client or make_web_client(settings)
+    secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else ""
+    app = App(
+        client=client,
+        signing_secret=secret,
+        # auth.test is called lazily on the first request, so building the app needs no network.
+        token_verification_enabled=False,
+        # Bolt's listeners only ack and hand off; a small pool is enough for that.
+        listener_executor=ThreadPoolExecutor(max_workers=16, thread_name_prefix="bolt"),
+    )
+    admins = set(settings.admins)
+
+    def submit(fn: Any, *args: Any, **kwargs: Any) -> None:
+        def guarded() -> None:
+            try:
+                fn(*args, **kwargs)
+            except Exception:  # a failing reply must not kill the worker silently
+                log.exception("could not deliver a reply to Slack")
+
+        work.submit(guarded)
+
+    @app.command("/docker")
+    def on_command(ack: Any, body: dict[str, Any]) -> None:
+        ack()
+        user, channel = body.get("user_id", ""), body.get("channel_id", "")
+        reply = SlackReply(client, channel=channel, user=user, response_url=body.get("response_url"))
+        submit(
+            router.handle,
+            body.get("text", ""),
+            user=user,
+            channel=channel,
+            reply=reply,
+            is_admin=user in admins,
+        )
+
+    @app.action(re.compile("^" + re.escape(ACTION_PREFIX)))
+    def on_button(ack: Any, body: dict[str, Any]) -> None:
+        ack()
+        action = body["actions"][0]
+        user = body.get("user", {}).get("id", "")
+        container = body.get("container") or {}
+        channel = (body.get("channel") or {}).get("id") or container.get("channel_id", "")
+        response_url = body.get("response_url")
+        ref = SlackRef(channel=channel, ts=container.get("message_ts"), response_url=response_url)
+        reply = SlackReply(client, channel=channel, user=user, response_url=response_url)
+        submit(
+            router.press,
+            action["action_id"],
+            action.get("value", ""),
+            user=user,
+            channel=channel,
+            message=ref,
+            reply=reply,
+            is_admin=user in admins,
+        )
+
+    @app.error
+    def on_error(error: Exception, body: dict[str, Any]) -> None:
+        log.error("bolt could not handle a request: %s", error)
+
+    return app

@@ -1,0 +1,54 @@
+"""/docker help [COMMAND]: what the bot can do, and how to ask for it."""
+
+from __future__ import annotations
+
+from bot.commands import ArgParser, Command, Reply, Request, UserError
+from bot.messages import Message, code_blocks, context, header, section
+
+
+def add_arguments(parser: ArgParser) -> None:
+    parser.add_argument("command", nargs="?", help="a command to explain")
+
+
+def run(req: Request, reply: Reply) -> None:
+    commands = req.services.commands
+    if req.args.command:
+        cmd = req.services.command(req.args.command.lower())
+        if cmd is None:
+            raise UserError(f"There is no `{req.args.command}` command. `/docker help` lists them all.")
+        reply.send(command_help(cmd))
+        return
+    lines = [f"*`/docker {c.name}`* — {c.summary}\n      e.g. `{c.example}`" for c in commands]
+    reply.send(
+        Message(
+            text="dockerbot commands: " + ", ".join(c.name for c in commands),
+            blocks=[
+                header("dockerbot — Docker images from Slack"),
+                section("\n".join(lines)),
+                context(f"Host: `{req.host.name}` · `/docker help COMMAND` shows a command's options."),
+            ],
+        )
+    )
+
+
+def command_help(cmd: Command) -> Message:
+    parser = cmd.parser()
+    details = parser.format_help().removeprefix("usage: ")
+    aliases = f" (also `{'`, `'.join(cmd.aliases)}`)" if cmd.aliases else ""
+    return Message(
+        text=f"/docker {cmd.name}: {cmd.summary}",
+        blocks=[
+            section(f"*`/docker {cmd.name}`*{aliases} — {cmd.summary}"),
+            *code_blocks(details.rstrip()),
+            context(f"Example: `{cmd.example}`"),
+        ],
+    )
+
+
+COMMAND = Command(
+    name="help",
+    summary="List the commands, or explain one.",
+    example="/docker help pull",
+    run=run,
+    add_arguments=add_arguments,
+)
