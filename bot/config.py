@@ -6,8 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class RegistryCredentials(BaseModel):
+    username: str
+    password: SecretStr
 
 
 class Settings(BaseSettings):
@@ -23,6 +28,10 @@ class Settings(BaseSettings):
     pull_inactivity_timeout: float = Field(120.0, gt=0)
     confirm_ttl: int = Field(600, ge=10)
     admins: Annotated[tuple[str, ...], NoDecode] = ()
+    # Audit entries also go to this file as JSON lines ("-" for stdout), for log shippers.
+    audit_file: Path | None = None
+    # {"registry.example.com:5000": {"username": "...", "password": "..."}} as JSON.
+    registry_auth: dict[str, RegistryCredentials] = {}
     port: int = Field(3000, ge=0, le=65535)
     health_port: int = Field(8080, ge=0, le=65535)
     max_body_bytes: int = Field(1_000_000, ge=1024)

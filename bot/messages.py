@@ -130,3 +130,8 @@ def actions(*buttons: Block, block_id: str | None = None) -> Block:
     if block_id:
         block["block_id"] = block_id
     return block
+
+
+def mention(user: str) -> str:
+    """A Slack user mention for Slack IDs; other users (the terminal) by name."""
+    return f"<@{user}>" if user[:1] in ("U", "W") and user[1:].isalnum() and user.isupper() else user

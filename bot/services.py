@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from bot.config import Settings
 from bot.hosts import DockerHost, HostPool
+from bot.store import Store, database_url
 
 if TYPE_CHECKING:
     from bot.commands import Command
@@ -17,6 +18,7 @@ class Services:
     settings: Settings
     hosts: HostPool
     commands: list[Command]
+    store: Store
 
     def command(self, name: str) -> Command | None:
         for cmd in self.commands:
@@ -26,6 +28,7 @@ class Services:
 
     def close(self) -> None:
         self.hosts.close()
+        self.store.close()
 
 
 def build_services(settings: Settings, commands: list[Command] | None = None) -> Services:
@@ -36,4 +39,5 @@ def build_services(settings: Settings, commands: list[Command] | None = None) ->
     hosts = HostPool(
         [DockerHost(name="local", timeout=settings.docker_timeout, max_pool_size=settings.workers)]
     )
-    return Services(settings=settings, hosts=hosts, commands=commands)
+    store = Store(database_url(settings.data_dir, settings.database_url), audit_file=settings.audit_file)
+    return Services(settings=settings, hosts=hosts, commands=commands, store=store)

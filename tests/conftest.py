@@ -1,0 +1,162 @@
+"""Shared fixtures: a real Docker engine + registry mirror, a fake Slack, a fake Docker Hub.
+
+Nothing here may ever reach the machine's own Docker engine: DOCKER_HOST points at a
+socket that does not exist until the sandbox fixture replaces it with its own.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+# Isolation first, before any SDK reads the environment (slack-platform.md §2.2, §3.7).
+for _key in list(os.environ):
+    if _key.upper() in {"HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"} or _key.startswith(("SLACK_", "DOCKER_")):
+        del os.environ[_key]
+    elif _key.startswith("DOCKERBOT_"):
+        del os.environ[_key]
+os.environ["NO_PROXY"] = "127.0.0.1,localhost"
+os.environ["DOCKER_HOST"] = "unix:///nonexistent/dockerbot-tests-have-no-engine-yet.sock"
+
+from bot.config import Settings  # noqa: E402
+from bot.router import Router  # noqa: E402
+from bot.sandbox import Engine, Sandbox, ensure_packages  # noqa: E402
+from bot.server import http_app, make_http_server  # noqa: E402
+from bot.services import Services, build_services  # noqa: E402
+from bot.slack_app import create_app, make_web_client  # noqa: E402
+from tests.chat import ChatBot  # noqa: E402
+from tests.fakes.hub import FakeHub  # noqa: E402
+from tests.fakes.slack import FakeSlack  # noqa: E402
+from tests.fakes.slack_requests import post_signed, slash_command_body  # noqa: E402
+
+SIGNING_SECRET = "test-signing-secret-3f9a"
+BOT_TOKEN = "xoxb-test-0000-secret"
+
+
+@pytest.fixture(scope="session")
+def sandbox() -> Iterator[Sandbox]:
+    ensure_packages()
+    with Sandbox() as box:
+        os.environ["DOCKER_HOST"] = box.docker_host
+        yield box
+
+
+@pytest.fixture(scope="session")
+def engine(sandbox: Sandbox) -> Engine:
+    return sandbox.engine
+
+
+@pytest.fixture
+def docker_cli(engine: Engine):  # type: ignore[no-untyped-def]
+    """The docker CLI on the same engine: the oracle for every fact the bot shows."""
+    return engine.cli
+
+
+@pytest.fixture(scope="session")
+def fake_hub() -> Iterator[FakeHub]:
+    with FakeHub() as hub:
+        yield hub
+
+
+@pytest.fixture
+def fake_slack() -> Iterator[FakeSlack]:
+    with FakeSlack() as slack:
+        yield slack
+
+
+@pytest.fixture
+def settings(tmp_path: Path, fake_hub: FakeHub) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "data",
+        hub_url=fake_hub.url,
+        slack_signing_secret=SIGNING_SECRET,
+        slack_bot_token=BOT_TOKEN,
+        pull_inactivity_timeout=10,
+        docker_timeout=30,
+    )
+
+
+@pytest.fixture
+def services(settings: Settings, engine: Engine) -> Iterator[Services]:
+    services = build_services(settings)
+    yield services
+    services.close()
+
+
+@pytest.fixture
+def router(services: Services) -> Router:
+    return Router(services)
+
+
+@pytest.fixture
+def chat(router: Router, tmp_path: Path) -> ChatBot:
+    return ChatBot(router, files_dir=tmp_path / "files")
+
+
+@dataclass
+class SlackHttpBot:
+    """The bot served over real HTTP, as Slack reaches it, talking to the fake Slack."""
+
+    url: str
+    slack: FakeSlack
+    secret: str
+
+    def command(self, text: str, *, user: str = "U111", channel: str = "C111", tag: str = "cmd") -> tuple[int, str]:
+        body = slash_command_body(text, user_id=user, channel_id=channel, response_url=self.slack.response_url(tag))
+        return post_signed(self.url, body, self.secret)
+
+
+@pytest.fixture
+def slack_http(settings: Settings, fake_slack: FakeSlack, services: Services) -> Iterator[SlackHttpBot]:
+    settings = settings.model_copy(update={"slack_api_url": fake_slack.api_url})
+    work = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="work")
+    app = create_app(settings, Router(services), client=make_web_client(settings), work=work)
+    server = make_http_server(http_app(app), "127.0.0.1", 0, settings.max_body_bytes)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        yield SlackHttpBot(f"http://127.0.0.1:{server.effective_port}/slack/events", fake_slack, SIGNING_SECRET)
+    finally:
+        server.close()
+        work.shutdown(wait=True, cancel_futures=True)
+
+
+APP_TOKEN = "xapp-1-A111-111-test-secret"
+
+
+@pytest.fixture
+def slack_socket(settings: Settings, fake_slack: FakeSlack, services: Services) -> Iterator[FakeSlack]:
+    """The bot connected over Socket Mode to the fake Slack's websocket; yields the fake."""
+    from pydantic import SecretStr
+
+    from bot.server import socket_mode_handler
+
+    settings = settings.model_copy(
+        update={"slack_api_url": fake_slack.api_url, "slack_app_token": SecretStr(APP_TOKEN)}
+    )
+    work = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="work")
+    app = create_app(settings, Router(services), client=make_web_client(settings), work=work)
+    handler = socket_mode_handler(app, APP_TOKEN)
+    handler.connect()
+    fake_slack.wait_connected()
+    try:
+        yield fake_slack
+    finally:
+        try:
+            handler.close()
+        except AttributeError:  # slack-sdk 3.47 close race after a reconnect (slack-platform.md §3.7)
+            pass
+        work.shutdown(wait=True, cancel_futures=True)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """A run in which nothing passed proves nothing: make it fail even if everything was skipped."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None and exitstatus == 0 and not reporter.stats.get("passed"):
+        session.exitstatus = 1

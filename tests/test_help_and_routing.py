@@ -1,0 +1,106 @@
+"""/docker help, routing, usage replies and failures, read as a chat transcript."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import pytest
+
+from bot.commands import ArgParser, Command, Reply, Request
+from bot.messages import plain
+from bot.render_text import mrkdwn_to_text
+from bot.router import Router
+from bot.services import Services
+from handlers import COMMANDS
+from tests.chat import ChatBot
+
+SUBCOMMANDS = ["help", "search", "pull", "images", "inspect", "rmi", "cleanup", "report"]
+
+
+def test_help_lists_every_subcommand_with_summary_and_example(chat: ChatBot) -> None:
+    out = chat("/docker help")
+    for name in SUBCOMMANDS:
+        cmd = next(c for c in COMMANDS if c.name == name)
+        assert f"/docker {name} — {mrkdwn_to_text(cmd.summary)}" in out
+        assert cmd.example in out
+
+
+def test_empty_command_is_help(chat: ChatBot) -> None:
+    assert chat("/docker") == chat("/docker help")
+
+
+def test_help_for_one_command_gives_its_usage(chat: ChatBot) -> None:
+    for cmd in COMMANDS:
+        out = chat(f"help {cmd.name}")
+        assert cmd.usage in out
+        assert cmd.example in out
+
+
+def test_images_has_the_ls_alias(chat: ChatBot) -> None:
+    assert chat("ls --bogus") == chat("images --bogus")
+
+
+def test_unknown_subcommand_suggests_the_closest_and_lists_usage(chat: ChatBot) -> None:
+    out = chat("/docker imgaes")
+    assert "Unknown command imgaes. Did you mean images?" in out
+    for cmd in COMMANDS:
+        assert cmd.usage in out
+
+
+def test_unknown_subcommand_without_a_close_match(chat: ChatBot) -> None:
+    out = chat("/docker zzzzzz")
+    assert "Unknown command zzzzzz." in out
+    assert "Did you mean" not in out
+
+
+def test_bad_flag_gets_the_subcommands_usage(chat: ChatBot) -> None:
+    out = chat("/docker help --frobnicate")
+    assert "Unrecognized arguments: --frobnicate." in out
+    assert "Usage: /docker help [command]" in out
+
+
+def test_unbalanced_quotes_and_nul_get_a_short_reply(chat: ChatBot) -> None:
+    assert "unbalanced quotes" in chat('/docker help "pull')
+    assert "NUL" in chat("/docker help \x00")
+
+
+def test_typographic_quotes_work_like_ascii_quotes(chat: ChatBot) -> None:
+    assert chat("/docker help “pull”") == chat('/docker help "pull"')
+
+
+def _crashing_services(services: Services) -> Services:
+    def boom(req: Request, reply: Reply) -> None:
+        raise RuntimeError("kaboom: internal detail")
+
+    def flag(parser: ArgParser) -> None:
+        parser.add_argument("--filter", action="append", default=[])
+        parser.add_argument("word", nargs="?")
+
+    def echo(req: Request, reply: Reply) -> None:
+        reply.send(plain(f"word={req.args.word} filters={req.args.filter}"))
+
+    extra = [
+        Command(name="boom", summary="crashes", example="/docker boom", run=boom),
+        Command(name="echo", summary="echoes", example="/docker echo", run=echo, add_arguments=flag),
+    ]
+    return dataclasses.replace(services, commands=[*COMMANDS, *extra])
+
+
+def test_unexpected_error_is_logged_with_an_id_the_reply_quotes(
+    services: Services, caplog: pytest.LogCaptureFixture
+) -> None:
+    chat = ChatBot(Router(_crashing_services(services)))
+    with caplog.at_level(logging.ERROR):
+        out = chat("boom")
+    assert "Traceback" not in out and "kaboom" not in out
+    assert "Something went wrong while running /docker boom (error id " in out
+    error_id = out.split("error id ")[1].split(")")[0]
+    logged = [r for r in caplog.records if error_id in r.getMessage()]
+    assert logged and logged[0].exc_info is not None
+
+
+def test_flags_parse_like_a_shell_line(services: Services) -> None:
+    chat = ChatBot(Router(_crashing_services(services)))
+    out = chat("echo 'two words' --filter a=1 --filter=b=2")
+    assert "word=two words filters=['a=1', 'b=2']" in out

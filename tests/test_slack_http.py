@@ -1,0 +1,77 @@
+"""The bot over real HTTP, as Slack reaches it: signed form posts to /slack/events."""
+
+from __future__ import annotations
+
+import time
+import urllib.parse
+
+from tests.conftest import SlackHttpBot
+from tests.fakes.slack_requests import post_signed, slash_command_body
+
+
+def test_help_is_acked_fast_and_answered_on_the_response_url(slack_http: SlackHttpBot) -> None:
+    started = time.monotonic()
+    status, body = slack_http.command("help", tag="help")
+    assert status == 200
+    assert body == ""  # a pure acknowledgement; the answer follows on response_url
+    assert time.monotonic() - started < 3
+    [call] = slack_http.slack.wait_for("response_url", lambda c: c.tag == "help")
+    assert "dockerbot commands" in call.body["text"]
+    assert any(b["type"] == "header" for b in call.body["blocks"])
+    assert call.body["response_type"] == "ephemeral"
+
+
+def test_forged_signature_is_refused_and_nothing_runs(slack_http: SlackHttpBot) -> None:
+    body = slash_command_body("help", response_url=slack_http.slack.response_url("forged"))
+    status, _ = post_signed(slack_http.url, body, "not-the-secret")
+    assert status == 401
+    _assert_nothing_posted(slack_http)
+
+
+def test_stale_timestamp_is_refused_and_nothing_runs(slack_http: SlackHttpBot) -> None:
+    body = slash_command_body("help", response_url=slack_http.slack.response_url("stale"))
+    status, _ = post_signed(slack_http.url, body, slack_http.secret, timestamp=int(time.time()) - 301)
+    assert status == 401
+    _assert_nothing_posted(slack_http)
+
+
+def test_body_altered_after_signing_is_refused(slack_http: SlackHttpBot) -> None:
+    body = slash_command_body("help", response_url=slack_http.slack.response_url("altered"))
+    from tests.fakes.slack_requests import signed_headers
+
+    headers = signed_headers(body, slack_http.secret)
+    tampered = body.replace("text=help", "text=" + urllib.parse.quote("rmi ubuntu"))
+    status, _ = post_signed(slack_http.url, tampered, slack_http.secret, headers_override=headers)
+    assert status == 401
+    _assert_nothing_posted(slack_http)
+
+
+def test_huge_body_is_refused_with_413(slack_http: SlackHttpBot) -> None:
+    body = slash_command_body("help " + "x" * 2_000_000, response_url=slack_http.slack.response_url("huge"))
+    status, _ = post_signed(slack_http.url, body, slack_http.secret)
+    assert status == 413
+    _assert_nothing_posted(slack_http)
+
+
+def test_usage_reply_through_slack(slack_http: SlackHttpBot) -> None:
+    status, _ = slack_http.command("imgaes", tag="typo")
+    assert status == 200
+    [call] = slack_http.slack.wait_for("response_url", lambda c: c.tag == "typo")
+    assert "Did you mean `images`?" in call.body["text"]
+
+
+def test_health_endpoint(slack_http: SlackHttpBot) -> None:
+    import json
+    import urllib.request
+
+    url = slack_http.url.replace("/slack/events", "/healthz")
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(url, timeout=5) as resp:
+        assert resp.status == 200
+        assert json.loads(resp.read()) == {"status": "ok"}
+
+
+def _assert_nothing_posted(bot: SlackHttpBot) -> None:
+    time.sleep(0.5)  # give a wrongly started listener time to post, so its absence means something
+    assert bot.slack.calls("response_url") == []
+    assert bot.slack.calls("chat.postMessage") == []
