@@ -1,0 +1,56 @@
+"""/docker audit [N]: the last N entries of the audit log (admins only)."""
+
+from __future__ import annotations
+
+import time
+
+from bot.commands import ArgParser, Command, Reply, Request
+from bot.formatting import format_table, short_id
+from bot.messages import Message, code_blocks, plain
+
+
+def add_arguments(parser: ArgParser) -> None:
+    parser.add_argument("count", nargs="?", type=int, default=20, help="how many entries (1–200, default 20)")
+
+
+def run(req: Request, reply: Reply) -> None:
+    store = req.services.store
+    if not req.is_admin:
+        store.audit(
+            user=req.user,
+            channel=req.channel,
+            host=req.host.name,
+            action="audit.refused",
+            result="not an admin",
+            request_id=req.request_id,
+        )
+        reply.private(plain("The audit log is for admins. Admins are listed in `DOCKERBOT_ADMINS`."))
+        return
+    count = min(max(req.args.count, 1), 200)
+    entries = store.recent_audit(count)
+    if not entries:
+        reply.send(plain("The audit log is empty."))
+        return
+    rows = [
+        [
+            time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(e["at"])),
+            e["user"],
+            e["channel"],
+            e["host"],
+            e["action"],
+            short_id(e["image_id"]) if e["image_id"] else "-",
+            (e["result"] or "")[:80],
+        ]
+        for e in entries
+    ]
+    table = format_table(["TIME (UTC)", "USER", "CHANNEL", "HOST", "ACTION", "IMAGE", "RESULT"], rows)
+    reply.send(Message(text=f"Last {len(entries)} audit entries", blocks=code_blocks(table)[:45]))
+
+
+COMMAND = Command(
+    name="audit",
+    summary="The audit log: who previewed, confirmed, cancelled or removed what (admins).",
+    example="/docker audit 50",
+    run=run,
+    add_arguments=add_arguments,
+)

@@ -1,0 +1,418 @@
+"""/docker rmi REF [REF...] [--force] [--no-prune]: a confirmation card first, removal on Confirm.
+
+Nothing is removed by the command itself. The card's buttons carry only an opaque id; the
+plan (who asked, where, which host, which image IDs behind which tags, until when) is kept
+in the bot's database, claimed atomically on Confirm, and checked again against the engine
+before anything is removed.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import docker
+
+from bot.commands import ActionRequest, ArgParser, Command, Reply, Request, UserError
+from bot.diskusage import ImagesUsage, images_usage
+from bot.formatting import human_size, short_id
+from bot.images import AmbiguousImage, ImageIndex, NoSuchImage, container_name, images_in_use, list_images
+from bot.messages import Message, actions, button, code_blocks, context, header, mention, plain, section
+from bot.reference import InvalidReference, familiar, looks_like_id, parse_reference
+from bot.store import PendingAction
+
+MAX_REFS = 50
+
+
+def add_arguments(parser: ArgParser) -> None:
+    parser.add_argument("refs", nargs="+", metavar="REF", help="name[:tag], name@digest, ID or ID prefix")
+    parser.add_argument("-f", "--force", action="store_true", help="remove all tags; stopped containers too")
+    parser.add_argument("--no-prune", action="store_true", help="keep untagged parent images")
+
+
+@dataclass
+class Planned:
+    """One image on the card, and what the engine is expected to do with it."""
+
+    ref: str  # as the user typed it
+    image_id: str
+    by_tag: str | None  # the tag (familiar form) to untag, when the ref named one
+    tags: list[str]  # the image's tags when the card was made
+    untag: list[str]  # tags the card says will go
+    deletes: bool  # whether the image itself is expected to be deleted
+    frees: int  # bytes deleting it frees (its layers no other image uses)
+    keeps: int  # bytes that stay: layers shared with other images
+    containers: list[str] = field(default_factory=list)  # "name (id12, running)"
+    refusal: str = ""  # the conflict the engine is expected to answer with
+
+
+# --------------------------------------------------------------------------------------------- plan
+
+
+def _is_id_ref(ref: str, index: ImageIndex) -> bool:
+    """The engine treats a ref as an ID unless it names a tag or digest (image_delete.go)."""
+    if not looks_like_id(ref):
+        return False
+    try:
+        return index.by_reference(parse_reference(ref)) is None
+    except InvalidReference:
+        return True
+
+
+def plan_image(
+    ref: str,
+    image: dict[str, Any],
+    index: ImageIndex,
+    used: dict[str, list[dict[str, Any]]],
+    usage: ImagesUsage,
+    force: bool,
+) -> Planned:
+    """Predict what the engine will do, by the rules of moby's image_delete.go (docker-engine.md §1e).
+
+    The engine has the last word: the result after Confirm shows what it really did."""
+    tags = list(image["RepoTags"])
+    refs_total = len(tags) + len(image["RepoDigests"])
+    containers = used.get(image["Id"], [])
+    running = [c for c in containers if c.get("State") == "running"]
+    described = [f"{container_name(c)} ({short_id(c['Id'])}, {c.get('State', '?')})" for c in containers]
+    children = [i for i in index.images if i.get("ParentId") == image["Id"]]
+    disk = usage.images.get(image["Id"])
+    frees, keeps = (disk.unique, disk.size - disk.unique) if disk else (image.get("Size") or 0, 0)
+
+    if not _is_id_ref(ref, index):
+        tag = familiar(ref) if "@" in ref else parse_reference(ref).with_default_tag().familiar()
+        repo = parse_reference(tag).name
+        others = [t for t in tags if familiar(t) != tag]
+        same_repo_tag_left = any(parse_reference(t).name == repo for t in others)
+        untag = [tag] + (
+            []
+            if same_repo_tag_left
+            else [familiar(d) for d in image["RepoDigests"] if parse_reference(d).name == repo]
+        )
+        remaining = refs_total - len(untag)
+        plan = Planned(ref, image["Id"], tag, tags, untag, remaining <= 0, frees, keeps, described)
+        if remaining <= 0:
+            if containers and not force:
+                plan.refusal = (
+                    f"container {short_id(containers[0]['Id'])} is using it — untagging needs --force"
+                )
+                plan.deletes, plan.untag = False, []
+            elif containers:  # with force the tag goes, the image stays for its containers
+                plan.deletes = False
+            elif children:
+                plan.refusal = "it has dependent child images"
+                plan.deletes = False
+        return plan
+
+    plan = Planned(ref, image["Id"], None, tags, tags, True, frees, keeps, described)
+    single = len(tags) <= 1 and len({parse_reference(r).name for r in [*tags, *image["RepoDigests"]]}) <= 1
+    if running:
+        plan.refusal = f"running container {short_id(running[0]['Id'])} uses it — not even --force removes it"
+    elif children:
+        plan.refusal = "it has dependent child images"
+    elif not force and not single:
+        plan.refusal = (
+            "it is referenced in multiple repositories — use --force, or remove the tags one by one"
+        )
+    elif not force and containers:
+        plan.refusal = f"stopped container {short_id(containers[0]['Id'])} uses it — use --force"
+    if plan.refusal:
+        plan.deletes, plan.untag = False, []
+    return plan
+
+
+def run(req: Request, reply: Reply) -> None:
+    store = req.services.store
+    audit = dict(user=req.user, channel=req.channel, host=req.host.name, request_id=req.request_id)
+    if not req.is_admin:
+        store.audit(**audit, action="rmi.refused", result="not an admin")
+        reply.private(
+            plain("Removing images needs the *admin* role. Admins are listed in `DOCKERBOT_ADMINS`.")
+        )
+        return
+    refs: list[str] = req.args.refs
+    if len(refs) > MAX_REFS:
+        raise UserError(f"That is {len(refs):,} images; at most {MAX_REFS} at once.")
+    api = req.host.api
+    index = ImageIndex(list_images(api, all=True))
+    used = images_in_use(api)
+    usage = images_usage(api)
+    plans: list[Planned] = []
+    problems: list[str] = []
+    seen: set[tuple[str, str | None]] = set()
+    for ref in dict.fromkeys(refs):
+        try:
+            image = index.resolve(ref)
+        except AmbiguousImage as error:
+            problems.append(str(error).removeprefix("Error: "))
+            continue
+        except NoSuchImage as error:
+            problems.append(str(error))
+            continue
+        plan = plan_image(ref, image, index, used, usage, req.args.force)
+        if (plan.image_id, plan.by_tag) not in seen:
+            seen.add((plan.image_id, plan.by_tag))
+            plans.append(plan)
+    if not plans:
+        reply.send(plain("Nothing to remove.\n" + "\n".join(problems)))
+        return
+    pending = store.create_pending(
+        kind="rmi",
+        user=req.user,
+        channel=req.channel,
+        host=req.host.name,
+        payload={"plans": [asdict(p) for p in plans], "force": req.args.force, "noprune": req.args.no_prune},
+        ttl=req.services.settings.confirm_ttl,
+    )
+    for plan in plans:
+        store.audit(
+            **audit, action="rmi.preview", image_id=plan.image_id, tags=plan.untag, result="card posted"
+        )
+    reply.send(card(pending, plans, problems))
+
+
+def _plan_text(plan: Planned) -> str:
+    name = f"`{plan.ref}` → `{short_id(plan.image_id)}`"
+    if plan.refusal:
+        lines = [f":no_entry: {name} — the engine will refuse: {plan.refusal}."]
+    elif plan.deletes:
+        kept = f"; {human_size(plan.keeps)} stays in layers other images share" if plan.keeps else ""
+        tags = ", ".join(f"`{t}`" for t in plan.untag) or "no tags"
+        freed = human_size(plan.frees)
+        lines = [f":wastebasket: {name} — untag {tags} and *delete* the image: frees {freed}{kept}."]
+    else:
+        still = [t for t in plan.tags if t not in plan.untag and familiar(t) not in plan.untag]
+        left = f"; still tagged {', '.join(f'`{familiar(t)}`' for t in still)}" if still else ""
+        kept = "; the image stays for the containers that use it" if plan.containers and not still else ""
+        untag = ", ".join(f"`{t}`" for t in plan.untag)
+        lines = [f":label: {name} — untag {untag} only{left}{kept}. Frees nothing."]
+    if plan.containers:
+        lines.append(f"      used by {', '.join(plan.containers)}")
+    return "\n".join(lines)
+
+
+def card(pending: PendingAction, plans: list[Planned], problems: list[str]) -> Message:
+    deleting = [p for p in plans if p.deletes]
+    total = sum(p.frees for p in deleting)
+    title = f"Remove {len(plans)} image{'s' if len(plans) != 1 else ''} from {pending.host}?"
+    body = "\n".join(_plan_text(p) for p in plans)
+    flags = " ".join(
+        f
+        for f, on in (("--force", pending.payload["force"]), ("--no-prune", pending.payload["noprune"]))
+        if on
+    )
+    blocks = [header(title), *code_or_sections(body)]
+    if problems:
+        blocks.append(section("Left out:\n" + "\n".join(f"• {p}" for p in problems)[:2900]))
+    expires = time.strftime("%H:%M UTC", time.gmtime(pending.expires_at))
+    blocks.append(
+        context(
+            f"Frees about {human_size(total, 4)}{' · ' + flags if flags else ''}"
+            f" · asked by {mention(pending.user)} · only they or an admin can confirm · expires {expires}"
+        )
+    )
+    blocks.append(
+        actions(
+            button(
+                "Confirm",
+                "rmi.confirm",
+                pending.id,
+                style="danger",
+                confirm=(title, f"This removes images from {pending.host}. It cannot be undone."),
+            ),
+            button("Cancel", "rmi.cancel", pending.id),
+        )
+    )
+    return Message(text=title, blocks=blocks, in_channel=True)
+
+
+def code_or_sections(text: str) -> list[dict]:
+    """Plain sections (mrkdwn) split to fit Slack's 3,000-char limit."""
+    out, chunk = [], ""
+    for line in text.split("\n"):
+        if len(chunk) + len(line) + 1 > 2900:
+            out.append(section(chunk))
+            chunk = ""
+        chunk = f"{chunk}\n{line}" if chunk else line
+    if chunk:
+        out.append(section(chunk))
+    return out[:40]
+
+
+# --------------------------------------------------------------------------------------------- buttons
+
+
+def _decide(req: ActionRequest, reply: Reply, new_state: str) -> PendingAction | None:
+    """The checks every press passes before anything happens; None when it must stop here."""
+    store = req.services.store
+    audit = dict(user=req.user, channel=req.channel, request_id=req.request_id)
+    pending = store.get_pending(req.value)
+    if pending is None or pending.kind != "rmi":
+        store.audit(**audit, host="?", action="rmi.refused", result="unknown or forged confirmation id")
+        reply.private(plain("This confirmation is unknown. Nothing was changed."))
+        return None
+    if pending.channel != req.channel:
+        store.audit(**audit, host=pending.host, action="rmi.refused", result="pressed from another channel")
+        reply.private(plain("This confirmation belongs to another channel. Nothing was changed."))
+        return None
+    if req.user != pending.user and not req.is_admin:
+        store.audit(
+            **audit, host=pending.host, action="rmi.refused", result=f"not the requester ({pending.user})"
+        )
+        reply.private(
+            plain(
+                f"Only {mention(pending.user)}, who asked, or an admin can decide this. Nothing was changed."
+            )
+        )
+        return None
+    claim = store.claim(pending.id, by=req.user, new_state=new_state)
+    if claim.won:
+        return claim.action
+    action = claim.action
+    if claim.reason == "expired" and action is not None:
+        store.audit(**audit, host=action.host, action="rmi.expired", result="pressed after expiry")
+        reply.update(
+            req.message, plain("This confirmation expired. Nothing was removed. Run `/docker rmi` again.")
+        )
+    elif action is not None and action.state == "cancelled":
+        reply.private(
+            plain(f"Already cancelled by {mention(action.decided_by or '?')}. Nothing was changed.")
+        )
+    else:
+        who = mention(action.decided_by or "?") if action else "someone"
+        reply.private(plain(f"Already done (confirmed by {who}). Nothing was run twice."))
+    return None
+
+
+def on_cancel(req: ActionRequest, reply: Reply) -> None:
+    pending = _decide(req, reply, "cancelled")
+    if pending is None:
+        return
+    req.services.store.finish(pending.id, "cancelled")
+    req.services.store.audit(
+        user=req.user,
+        channel=req.channel,
+        host=pending.host,
+        action="rmi.cancel",
+        result="cancelled",
+        request_id=req.request_id,
+    )
+    reply.update(req.message, plain(f"Cancelled by {mention(req.user)}. Nothing was removed."))
+
+
+def on_confirm(req: ActionRequest, reply: Reply) -> None:
+    pending = _decide(req, reply, "running")
+    if pending is None:
+        return
+    host = req.services.hosts.get(pending.host)
+    plans = [Planned(**p) for p in pending.payload["plans"]]
+    try:
+        lines, reclaimed = execute(
+            host.api, plans, pending.payload["force"], pending.payload["noprune"], req, pending
+        )
+    except Exception as error:
+        req.services.store.finish(pending.id, f"failed: {error}")
+        raise
+    summary = "\n".join(lines)
+    req.services.store.finish(pending.id, summary)
+    title = f"Removed on {pending.host} (confirmed by {mention(req.user)})"
+    reply.update(
+        req.message,
+        Message(
+            text=title,
+            blocks=[
+                section(f"*{title}*"),
+                *code_blocks(summary),
+                context(f"Total reclaimed space: {human_size(reclaimed, 4)}"),
+            ],
+            in_channel=True,
+        ),
+    )
+
+
+def execute(
+    api: docker.APIClient,
+    plans: list[Planned],
+    force: bool,
+    noprune: bool,
+    req: ActionRequest,
+    pending: PendingAction,
+) -> tuple[list[str], int]:
+    """Remove image by image; one failure never stops the others. Returns lines and bytes reclaimed."""
+    store = req.services.store
+    before = images_usage(api).total
+    index = ImageIndex(list_images(api, all=True))
+    lines: list[str] = []
+    for plan in plans:
+        target, skip = _recheck(plan, index)
+        outcome = [skip] if skip else _remove(api, target, force, noprune)
+        lines.extend(outcome)
+        store.audit(
+            user=req.user,
+            channel=req.channel,
+            host=pending.host,
+            action="rmi.remove",
+            image_id=plan.image_id,
+            tags=plan.untag,
+            result="; ".join(outcome),
+            request_id=req.request_id,
+        )
+    after = images_usage(api).total
+    return lines, max(before - after, 0)
+
+
+def _recheck(plan: Planned, index: ImageIndex) -> tuple[str, str]:
+    """What to remove now, or why not: a tag that moved, or new tags, are never touched."""
+    if plan.by_tag:
+        current = index.by_reference(parse_reference(plan.by_tag))
+        if current is None:
+            return "", f"{plan.by_tag}: no longer exists; nothing to do."
+        if current["Id"] != plan.image_id:
+            return "", (
+                f"{plan.by_tag}: now points at {short_id(current['Id'])}, not {short_id(plan.image_id)} "
+                "as the card showed; not touched."
+            )
+        return plan.by_tag if "@" not in plan.ref else plan.ref, ""
+    current = next((i for i in index.images if i["Id"] == plan.image_id), None)
+    if current is None:
+        return "", f"{short_id(plan.image_id)}: already gone."
+    new_tags = sorted(set(current["RepoTags"]) - set(plan.tags))
+    if new_tags:
+        return "", f"{short_id(plan.image_id)}: gained {', '.join(new_tags)} since the card; not removed."
+    return plan.image_id, ""
+
+
+def _remove(api: docker.APIClient, target: str, force: bool, noprune: bool) -> list[str]:
+    try:
+        items = api.remove_image(target, force=force, noprune=noprune)
+    except docker.errors.NotFound:
+        return [f"{short_id(target) if target.startswith('sha256:') else target}: already gone."]
+    except docker.errors.APIError as error:
+        return [
+            f"Error response from daemon: {error.explanation or error}{_in_words(str(error.explanation))}"
+        ]
+    return [f"{k}: {v}" for item in items or [] for k, v in item.items()]
+
+
+def _in_words(explanation: str) -> str:
+    for marker, words in (
+        ("being used by running container", " (in use by a running container: stop and remove it first)"),
+        ("being used by stopped container", " (in use by a stopped container: use --force, or remove it)"),
+        ("referenced in multiple repositories", " (several tags: use --force, or remove them one by one)"),
+        ("dependent child images", " (other images are built on it: remove those first)"),
+        ("is using its referenced image", " (a container uses it: use --force to untag anyway)"),
+    ):
+        if marker in explanation:
+            return words
+    return ""
+
+
+COMMAND = Command(
+    name="rmi",
+    summary="Remove images, after you confirm (shows what is freed and what stays).",
+    example="/docker rmi redis:6",
+    run=run,
+    add_arguments=add_arguments,
+    actions={"rmi.confirm": on_confirm, "rmi.cancel": on_cancel},
+)

@@ -1,0 +1,234 @@
+"""/docker rmi: a card first, removal only on Confirm, and never the wrong thing — on the real engine."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+
+from bot.router import Router
+from bot.sandbox import Engine
+from bot.services import Services, build_services
+from bot.terminal import TerminalReply
+from tests.chat import ChatBot
+
+
+def image_id(engine: Engine, ref: str) -> str:
+    return engine.cli("image", "inspect", "--format", "{{.Id}}", ref).stdout.strip()
+
+
+def exists(engine: Engine, ref: str) -> bool:
+    return engine.cli("image", "inspect", ref, check=False).returncode == 0
+
+
+def press(chat: ChatBot, label: str, *, user: str, is_admin: bool = False) -> str:
+    """Press a button of the latest card as another Slack user would."""
+    action_id, value = chat.shell.buttons[label.lower()]
+    start = len(chat.out.getvalue())
+    chat.shell.router.press(
+        action_id,
+        value,
+        user=user,
+        channel="terminal",
+        message=chat.shell.buttons_ref,
+        reply=TerminalReply(chat.shell),
+        is_admin=is_admin,
+    )
+    return chat.out.getvalue()[start:]
+
+
+def test_rmi_by_tag_shows_a_card_and_removes_only_on_confirm(chat: ChatBot, clean_engine: Engine) -> None:
+    clean_engine.cli("pull", "ubuntu")
+    full_id = image_id(clean_engine, "ubuntu")
+    card = chat("rmi ubuntu")
+    assert "Remove 1 image from local?" in card
+    assert f"ubuntu → {full_id[7:19]}" in card
+    assert "delete the image" in card
+    assert "[Confirm] [Cancel]" in card
+    assert exists(clean_engine, "ubuntu"), "the command itself must not remove anything"
+    result = chat("Confirm")
+    assert "Untagged: ubuntu:latest" in result
+    assert f"Deleted: {full_id}" in result
+    assert "Total reclaimed space:" in result
+    assert not exists(clean_engine, "ubuntu")
+
+
+def test_cancel_removes_nothing_and_says_who(chat: ChatBot, clean_engine: Engine) -> None:
+    clean_engine.cli("pull", "alpine")
+    chat("rmi alpine")
+    assert "Cancelled by terminal. Nothing was removed." in chat("cancel")
+    assert exists(clean_engine, "alpine")
+    assert "Unknown command confirm" in chat("confirm"), "the buttons are gone from the card"
+
+
+def test_several_refs_by_id_prefix_digest_and_missing(chat: ChatBot, clean_engine: Engine) -> None:
+    for name in ("ubuntu", "alpine", "nginx"):
+        clean_engine.cli("pull", name)
+    alpine_prefix = image_id(clean_engine, "alpine")[7:15]
+    nginx_digest = clean_engine.cli(
+        "image", "inspect", "--format", "{{index .RepoDigests 0}}", "nginx"
+    ).stdout.strip()
+    card = chat(f"rmi ubuntu {alpine_prefix} {nginx_digest} z")
+    assert "Remove 3 images from local?" in card
+    assert "Error: No such object: z" in card
+    assert f"untag {nginx_digest} only; still tagged nginx:latest" in card
+    result = chat("confirm")
+    assert "Untagged: ubuntu:latest" in result
+    assert f"Untagged: {nginx_digest}" in result
+    assert not exists(clean_engine, "ubuntu") and not exists(clean_engine, "alpine")
+    assert exists(clean_engine, "nginx:latest"), "a digest ref untags the digest; the tag keeps the image"
+
+
+def test_shared_layers_stay_with_the_other_image(chat: ChatBot, clean_engine: Engine) -> None:
+    clean_engine.cli("pull", "redis:6")
+    clean_engine.cli("pull", "redis:7")
+    card = chat("rmi redis:6")
+    assert "stays in layers other images share" in card
+    chat("confirm")
+    assert not exists(clean_engine, "redis:6")
+    assert exists(clean_engine, "redis:7")
+    # Creating a container needs every layer of redis:7 on disk.
+    clean_engine.cli("create", "--name", "layers-present", "redis:7")
+    clean_engine.cli("rm", "layers-present")
+
+
+def test_two_tags_untag_conflict_and_force(chat: ChatBot, clean_engine: Engine) -> None:
+    clean_engine.cli("pull", "ubuntu")
+    clean_engine.cli("tag", "ubuntu", "ubuntu:extra")
+    full_id = image_id(clean_engine, "ubuntu")
+    card = chat("rmi ubuntu:extra")
+    assert "untag ubuntu:extra only; still tagged ubuntu:latest" in card
+    result = chat("confirm")
+    assert "Untagged: ubuntu:extra" in result and "Deleted" not in result
+    assert exists(clean_engine, "ubuntu:latest")
+
+    clean_engine.cli("tag", "ubuntu", "ubuntu:extra")
+    card = chat(f"rmi {full_id[7:19]}")
+    assert "referenced in multiple repositories" in card
+    result = chat("confirm")
+    assert "unable to delete" in result and "must be forced" in result
+    assert exists(clean_engine, "ubuntu:extra")
+
+    chat(f"rmi --force {full_id[7:19]}")
+    result = chat("confirm")
+    assert "Untagged: ubuntu:latest" in result and "Untagged: ubuntu:extra" in result
+    assert f"Deleted: {full_id}" in result
+    assert not exists(clean_engine, full_id)
+
+
+def test_containers_block_removal_and_are_named(chat: ChatBot, clean_engine: Engine) -> None:
+    clean_engine.cli("pull", "busybox")
+    clean_engine.cli("create", "--name", "stopped-one", "busybox")
+    card = chat("rmi busybox")
+    assert "stopped-one" in card and "untagging needs --force" in card
+    result = chat("confirm")
+    assert "container" in result and "is using its referenced image" in result
+    assert exists(clean_engine, "busybox")
+
+    clean_engine.cli("pull", "alpine")
+    running = clean_engine.cli("run", "-d", "--name", "running-one", "alpine").stdout.strip()
+    alpine_id = image_id(clean_engine, "alpine")
+    card = chat(f"rmi --force {alpine_id[7:19]}")
+    assert "running-one" in card and "not even --force removes it" in card
+    result = chat("confirm")
+    assert f"image is being used by running container {running[:12]}" in result
+    assert exists(clean_engine, "alpine")
+
+
+def test_a_tag_moved_after_the_card_is_not_touched(chat: ChatBot, clean_engine: Engine) -> None:
+    clean_engine.cli("pull", "ubuntu")
+    clean_engine.cli("pull", "redis:7")
+    old = image_id(clean_engine, "ubuntu")
+    chat("rmi ubuntu")
+    clean_engine.cli("tag", "redis:7", "ubuntu:latest")  # the tag now points elsewhere
+    result = chat("confirm")
+    assert "now points at" in result and "not touched" in result
+    assert image_id(clean_engine, "ubuntu:latest") == image_id(clean_engine, "redis:7")
+    assert exists(clean_engine, old)
+
+
+def test_ten_presses_at_once_execute_once(chat: ChatBot, clean_engine: Engine) -> None:
+    clean_engine.cli("pull", "ubuntu")
+    chat("rmi ubuntu")
+    barrier = threading.Barrier(10)
+    outputs: list[str] = []
+
+    def go() -> None:
+        barrier.wait()
+        outputs.append(press(chat, "confirm", user="terminal", is_admin=True))
+
+    threads = [threading.Thread(target=go) for _ in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    transcript = chat.transcript
+    assert transcript.count("Untagged: ubuntu:latest") == 1
+    assert transcript.count("Already done") == 9
+
+
+def test_another_user_is_refused_and_nothing_changes(chat: ChatBot, clean_engine: Engine) -> None:
+    clean_engine.cli("pull", "ubuntu")
+    chat("rmi ubuntu")
+    out = press(chat, "confirm", user="U999")
+    assert "Only terminal, who asked, or an admin can decide this. Nothing was changed." in out
+    assert exists(clean_engine, "ubuntu")
+    assert "Untagged: ubuntu:latest" in chat("confirm"), "the card still works for the requester"
+
+
+def test_expired_card_removes_nothing(services: Services, clean_engine: Engine) -> None:
+    short = dataclasses.replace(services, settings=services.settings.model_copy(update={"confirm_ttl": 1}))
+    chat = ChatBot(Router(short))
+    clean_engine.cli("pull", "ubuntu")
+    chat("rmi ubuntu")
+    time.sleep(1.2)
+    assert "This confirmation expired. Nothing was removed." in chat("confirm")
+    assert exists(clean_engine, "ubuntu")
+
+
+def test_confirm_still_works_after_a_restart(services: Services, clean_engine: Engine) -> None:
+    clean_engine.cli("pull", "ubuntu")
+    first = ChatBot(Router(services))
+    first("rmi ubuntu")
+    action_id, value = first.shell.buttons["confirm"]
+    services.close()
+    restarted = build_services(services.settings)  # same data dir: a new process would see the same
+    try:
+        second = ChatBot(Router(restarted))
+        second.shell.buttons, second.shell.buttons_ref = first.shell.buttons, first.shell.buttons_ref
+        assert "Untagged: ubuntu:latest" in second("confirm")
+    finally:
+        restarted.close()
+    assert not exists(clean_engine, "ubuntu")
+
+
+def test_non_admins_cannot_start_an_rmi(router: Router, clean_engine: Engine) -> None:
+    clean_engine.cli("pull", "ubuntu")
+    chat = ChatBot(router)
+    start = len(chat.out.getvalue())
+    router.handle("rmi ubuntu", user="U555", channel="C1", reply=TerminalReply(chat.shell), is_admin=False)
+    out = chat.out.getvalue()[start:]
+    assert "needs the admin role" in out
+    assert exists(clean_engine, "ubuntu")
+    assert router.services.store.recent_audit(1)[0]["action"] == "rmi.refused"
+
+
+def test_audit_records_preview_confirm_and_removal(
+    chat: ChatBot, clean_engine: Engine, router: Router
+) -> None:
+    clean_engine.cli("pull", "ubuntu")
+    chat("rmi ubuntu")
+    chat("confirm")
+    actions = [e["action"] for e in router.services.store.recent_audit(10)]
+    assert actions[:2] == ["rmi.remove", "rmi.preview"]
+
+
+def test_audit_command_shows_entries_to_admins_only(chat: ChatBot, clean_engine: Engine, router: Router) -> None:
+    clean_engine.cli("pull", "ubuntu")
+    chat("rmi ubuntu")
+    chat("cancel")
+    out = chat("audit 5")
+    assert "rmi.cancel" in out and "rmi.preview" in out
+    start = len(chat.out.getvalue())
+    router.handle("audit", user="U555", channel="C1", reply=TerminalReply(chat.shell), is_admin=False)
+    assert "for admins" in chat.out.getvalue()[start:]
