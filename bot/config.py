@@ -21,6 +21,7 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     database_url: str | None = None
     hub_url: str = "https://hub.docker.com"
+    hub_timeout: float = Field(10.0, gt=0)
     workers: int = Field(32, ge=1, le=1024)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"

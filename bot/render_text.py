@@ -26,6 +26,8 @@ def mrkdwn_to_text(text: str) -> str:
 
 
 def _inline(text: str) -> str:
+    # Slack's mrkdwn escapes exactly these three; outside code they read as themselves.
+    text = text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
     parts = _INLINE_CODE.split(_BOLD_CODE.sub(r"\1", text))  # odd indexes are code spans
     for i in range(0, len(parts), 2):
         parts[i] = _LINK.sub(r"\2 (\1)", _BOLD.sub(r"\1", parts[i]))

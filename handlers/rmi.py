@@ -14,6 +14,7 @@ from typing import Any
 
 import docker
 
+from bot import confirmations
 from bot.commands import ActionRequest, ArgParser, Command, Reply, Request, UserError
 from bot.diskusage import ImagesUsage, images_usage
 from bot.formatting import human_size, short_id
@@ -243,66 +244,12 @@ def code_or_sections(text: str) -> list[dict]:
 # --------------------------------------------------------------------------------------------- buttons
 
 
-def _decide(req: ActionRequest, reply: Reply, new_state: str) -> PendingAction | None:
-    """The checks every press passes before anything happens; None when it must stop here."""
-    store = req.services.store
-    audit = dict(user=req.user, channel=req.channel, request_id=req.request_id)
-    pending = store.get_pending(req.value)
-    if pending is None or pending.kind != "rmi":
-        store.audit(**audit, host="?", action="rmi.refused", result="unknown or forged confirmation id")
-        reply.private(plain("This confirmation is unknown. Nothing was changed."))
-        return None
-    if pending.channel != req.channel:
-        store.audit(**audit, host=pending.host, action="rmi.refused", result="pressed from another channel")
-        reply.private(plain("This confirmation belongs to another channel. Nothing was changed."))
-        return None
-    if req.user != pending.user and not req.is_admin:
-        store.audit(
-            **audit, host=pending.host, action="rmi.refused", result=f"not the requester ({pending.user})"
-        )
-        reply.private(
-            plain(
-                f"Only {mention(pending.user)}, who asked, or an admin can decide this. Nothing was changed."
-            )
-        )
-        return None
-    claim = store.claim(pending.id, by=req.user, new_state=new_state)
-    if claim.won:
-        return claim.action
-    action = claim.action
-    if claim.reason == "expired" and action is not None:
-        store.audit(**audit, host=action.host, action="rmi.expired", result="pressed after expiry")
-        reply.update(
-            req.message, plain("This confirmation expired. Nothing was removed. Run `/docker rmi` again.")
-        )
-    elif action is not None and action.state == "cancelled":
-        reply.private(
-            plain(f"Already cancelled by {mention(action.decided_by or '?')}. Nothing was changed.")
-        )
-    else:
-        who = mention(action.decided_by or "?") if action else "someone"
-        reply.private(plain(f"Already done (confirmed by {who}). Nothing was run twice."))
-    return None
-
-
 def on_cancel(req: ActionRequest, reply: Reply) -> None:
-    pending = _decide(req, reply, "cancelled")
-    if pending is None:
-        return
-    req.services.store.finish(pending.id, "cancelled")
-    req.services.store.audit(
-        user=req.user,
-        channel=req.channel,
-        host=pending.host,
-        action="rmi.cancel",
-        result="cancelled",
-        request_id=req.request_id,
-    )
-    reply.update(req.message, plain(f"Cancelled by {mention(req.user)}. Nothing was removed."))
+    confirmations.cancel(req, reply, "rmi")
 
 
 def on_confirm(req: ActionRequest, reply: Reply) -> None:
-    pending = _decide(req, reply, "running")
+    pending = confirmations.decide(req, reply, "rmi", "running")
     if pending is None:
         return
     host = req.services.hosts.get(pending.host)

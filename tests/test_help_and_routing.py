@@ -15,7 +15,7 @@ from bot.services import Services
 from handlers import COMMANDS
 from tests.chat import ChatBot
 
-SUBCOMMANDS = ["help", "search", "pull", "images", "inspect", "rmi", "cleanup", "report"]
+SUBCOMMANDS = ["help", "search", "tags", "pull", "images", "inspect", "rmi", "cleanup", "report", "audit"]
 
 
 def test_help_lists_every_subcommand_with_summary_and_example(chat: ChatBot) -> None:

@@ -56,7 +56,7 @@ def test_rmi_by_tag_shows_a_card_and_removes_only_on_confirm(chat: ChatBot, clea
 def test_cancel_removes_nothing_and_says_who(chat: ChatBot, clean_engine: Engine) -> None:
     clean_engine.cli("pull", "alpine")
     chat("rmi alpine")
-    assert "Cancelled by terminal. Nothing was removed." in chat("cancel")
+    assert "Cancelled by terminal. Nothing was changed." in chat("cancel")
     assert exists(clean_engine, "alpine")
     assert "Unknown command confirm" in chat("confirm"), "the buttons are gone from the card"
 
@@ -182,7 +182,7 @@ def test_expired_card_removes_nothing(services: Services, clean_engine: Engine) 
     clean_engine.cli("pull", "ubuntu")
     chat("rmi ubuntu")
     time.sleep(1.2)
-    assert "This confirmation expired. Nothing was removed." in chat("confirm")
+    assert "This confirmation expired. Nothing was changed." in chat("confirm")
     assert exists(clean_engine, "ubuntu")
 
 

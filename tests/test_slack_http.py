@@ -47,9 +47,19 @@ def test_body_altered_after_signing_is_refused(slack_http: SlackHttpBot) -> None
 
 
 def test_huge_body_is_refused_with_413(slack_http: SlackHttpBot) -> None:
+    import http.client
+
+    from tests.fakes.slack_requests import signed_headers
+
     body = slash_command_body("help " + "x" * 2_000_000, response_url=slack_http.slack.response_url("huge"))
-    status, _ = post_signed(slack_http.url, body, slack_http.secret)
-    assert status == 413
+    url = urllib.parse.urlsplit(slack_http.url)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+    conn.putrequest("POST", url.path)
+    for key, value in {**signed_headers(body, slack_http.secret), "Content-Length": str(len(body))}.items():
+        conn.putheader(key, value)
+    conn.endheaders(body[:65536].encode())  # the server must refuse on the declared size, not read it all
+    assert conn.getresponse().status == 413
+    conn.close()
     _assert_nothing_posted(slack_http)
 
 
