@@ -160,3 +160,15 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None and exitstatus == 0 and not reporter.stats.get("passed"):
         session.exitstatus = 1
+
+
+@pytest.fixture
+def clean_engine(engine: Engine) -> Engine:
+    """The session engine with no containers and no images, for tests that count what is there."""
+    containers = engine.cli("ps", "-aq").stdout.split()
+    if containers:
+        engine.cli("rm", "-f", *containers)
+    images = engine.cli("images", "-aq").stdout.split()
+    if images:
+        engine.cli("rmi", "-f", *dict.fromkeys(images), check=False)
+    return engine
