@@ -22,10 +22,10 @@ ACTION_PREFIX = "dockerbot:"
 
 @dataclass(frozen=True)
 class File:
-    """A text file offered with a message (uploaded in Slack, saved in the terminal)."""
+    """A file offered with a message (uploaded in Slack, saved in the terminal): text, or bytes (a PNG)."""
 
     name: str
-    content: str
+    content: str | bytes
     title: str = ""
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bot.config import Settings
 from bot.hosts import DockerHost, HostPool
@@ -19,6 +19,9 @@ class Services:
     hosts: HostPool
     commands: list[Command]
     store: Store
+    # Set by the process that runs them (serve/shell); None in a bare Services (some tests).
+    scheduler: Any = None  # bot.scheduler.Scheduler
+    ledger: Any = None  # bot.ledger.Ledger: when each image was last used
 
     def command(self, name: str) -> Command | None:
         for cmd in self.commands:

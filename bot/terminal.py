@@ -66,12 +66,16 @@ class Shell:
         elif ref == self.buttons_ref:  # the card was replaced: its buttons are gone
             self.buttons, self.buttons_ref = {}, None
 
-    def _save(self, name: str, content: str) -> str:
-        if self.files_dir is None:
+    def _save(self, name: str, content: str | bytes) -> str:
+        if self.files_dir is None and isinstance(content, str):
             return f"--- {name} ---\n{content}"
-        self.files_dir.mkdir(parents=True, exist_ok=True)
-        path = self.files_dir / Path(name).name
-        path.write_text(content)
+        files_dir = self.files_dir or Path("data/files")
+        files_dir.mkdir(parents=True, exist_ok=True)
+        path = files_dir / Path(name).name
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content)
         return f"(full output saved to {path})"
 
     def run_line(self, line: str) -> None:
