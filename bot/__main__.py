@@ -6,13 +6,17 @@ import argparse
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
 from bot.config import Settings, describe_error
 from bot.logs import setup_logging
 from bot.router import Router
-from bot.services import build_services
+from bot.services import Services, build_services
+
+if TYPE_CHECKING:
+    from bot.delivery import Poster
 
 
 def load_settings() -> Settings:
@@ -44,26 +48,41 @@ def main(argv: list[str] | None = None) -> None:
     router = Router(services)
     try:
         if args.mode == "shell":
-            from bot.terminal import Shell
+            from bot.terminal import Shell, TerminalPoster
 
             print(
                 f"dockerbot shell on {services.hosts.default.address} — type `help`, or `exit`.", flush=True
             )
-            Shell(router, files_dir=settings.data_dir / "files").loop()
+            shell = Shell(router, files_dir=settings.data_dir / "files")
+            start_background(services, TerminalPoster(shell))
+            shell.loop()
         else:
             serve_slack(settings, router, args.host, args.port if args.port is not None else settings.port)
     finally:
+        if services.scheduler is not None:
+            services.scheduler.shutdown(wait=False)
         services.close()
+
+
+def start_background(services: Services, poster: Poster) -> None:
+    """The scheduler (standing instructions) for this process."""
+    from bot.delivery import Delivery
+    from bot.scheduler import Scheduler
+
+    scheduler = Scheduler(services, Delivery(services.store.engine, poster))
+    services.scheduler = scheduler
+    scheduler.start()
 
 
 def serve_slack(settings: Settings, router: Router, host: str, port: int) -> None:
     from bot.server import http_app, make_http_server, socket_mode_handler
-    from bot.slack_app import create_app
+    from bot.slack_app import SlackPoster, create_app
 
     if not settings.slack_bot_token:
         sys.exit("Configuration error:\nSLACK_BOT_TOKEN: required to serve Slack")
     work = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="work")
     app = create_app(settings, router, work=work)
+    start_background(router.services, SlackPoster(app.client))
     try:
         if settings.slack_app_token:
             print("dockerbot: Socket Mode", flush=True)

@@ -202,3 +202,13 @@ def create_app(
         log.error("bolt could not handle a request: %s", error)
 
     return app
+
+
+class SlackPoster:
+    """Posts scheduled results to a channel (chat.postMessage; files with files upload v2)."""
+
+    def __init__(self, client: WebClient) -> None:
+        self.client = client
+
+    def post(self, channel: str, message: Message) -> None:
+        SlackReply(self.client, channel=channel, user="", response_url=None).send(message)

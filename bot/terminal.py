@@ -110,3 +110,14 @@ class Shell:
             if line.strip() in ("exit", "quit"):
                 return
             self.run_line(line)
+
+
+class TerminalPoster:
+    """Scheduled results in the terminal: printed as they come, with the channel they were for."""
+
+    def __init__(self, shell: Shell) -> None:
+        self.shell = shell
+
+    def post(self, channel: str, message: Message) -> None:
+        print(f"[scheduled, for {channel}]", file=self.shell.out)
+        self.shell.show(None, message)
