@@ -16,10 +16,11 @@ from pathlib import Path
 import pytest
 
 # Isolation first, before any SDK reads the environment (slack-platform.md §2.2, §3.7).
+# slack-sdk ignores NO_PROXY, so proxy variables must go; SLACK_CLIENT_ID would switch Bolt to OAuth.
 for _key in list(os.environ):
-    if _key.upper() in {"HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"} or _key.startswith(("SLACK_", "DOCKER_")):
-        del os.environ[_key]
-    elif _key.startswith("DOCKERBOT_"):
+    if _key.upper() in {"HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"} or _key.startswith(
+        ("SLACK_", "DOCKER_", "DOCKERBOT_")
+    ):
         del os.environ[_key]
 os.environ["NO_PROXY"] = "127.0.0.1,localhost"
 os.environ["DOCKER_HOST"] = "unix:///nonexistent/dockerbot-tests-have-no-engine-yet.sock"
@@ -107,8 +108,12 @@ class SlackHttpBot:
     slack: FakeSlack
     secret: str
 
-    def command(self, text: str, *, user: str = "U111", channel: str = "C111", tag: str = "cmd") -> tuple[int, str]:
-        body = slash_command_body(text, user_id=user, channel_id=channel, response_url=self.slack.response_url(tag))
+    def command(
+        self, text: str, *, user: str = "U111", channel: str = "C111", tag: str = "cmd"
+    ) -> tuple[int, str]:
+        body = slash_command_body(
+            text, user_id=user, channel_id=channel, response_url=self.slack.response_url(tag)
+        )
         return post_signed(self.url, body, self.secret)
 
 
@@ -121,7 +126,9 @@ def slack_http(settings: Settings, fake_slack: FakeSlack, services: Services) ->
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
-        yield SlackHttpBot(f"http://127.0.0.1:{server.effective_port}/slack/events", fake_slack, SIGNING_SECRET)
+        yield SlackHttpBot(
+            f"http://127.0.0.1:{server.effective_port}/slack/events", fake_slack, SIGNING_SECRET
+        )
     finally:
         server.close()
         work.shutdown(wait=True, cancel_futures=True)
@@ -148,10 +155,7 @@ def slack_socket(settings: Settings, fake_slack: FakeSlack, services: Services) 
     try:
         yield fake_slack
     finally:
-        try:
-            handler.close()
-        except AttributeError:  # slack-sdk 3.47 close race after a reconnect (slack-platform.md §3.7)
-            pass
+        fake_slack.close_client(handler)  # fast, and immune to slack-sdk 3.47's close race
         work.shutdown(wait=True, cancel_futures=True)
 
 

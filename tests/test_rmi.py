@@ -190,7 +190,7 @@ def test_confirm_still_works_after_a_restart(services: Services, clean_engine: E
     clean_engine.cli("pull", "ubuntu")
     first = ChatBot(Router(services))
     first("rmi ubuntu")
-    action_id, value = first.shell.buttons["confirm"]
+    assert "confirm" in first.shell.buttons
     services.close()
     restarted = build_services(services.settings)  # same data dir: a new process would see the same
     try:
@@ -223,7 +223,9 @@ def test_audit_records_preview_confirm_and_removal(
     assert actions[:2] == ["rmi.remove", "rmi.preview"]
 
 
-def test_audit_command_shows_entries_to_admins_only(chat: ChatBot, clean_engine: Engine, router: Router) -> None:
+def test_audit_command_shows_entries_to_admins_only(
+    chat: ChatBot, clean_engine: Engine, router: Router
+) -> None:
     clean_engine.cli("pull", "ubuntu")
     chat("rmi ubuntu")
     chat("cancel")
