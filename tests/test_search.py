@@ -251,11 +251,15 @@ def test_rate_limit_text_reads_retry_after_seconds_and_dates() -> None:
     assert hub.rate_limit_text({}, now) == "Docker Hub is rate-limiting us; try again in a minute."
 
 
-def test_stalled_hub_times_out(chat: ChatBot, clean_hub: FakeHub, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(hub, "DEFAULT_TIMEOUT", 0.5)
+def test_stalled_hub_times_out(chat: ChatBot, clean_hub: FakeHub, services: Services) -> None:
+    original = services.settings
+    services.settings = original.model_copy(update={"hub_timeout": 0.5})
     clean_hub.stall(3, times=1)
     started = time.monotonic()
-    out = chat("/docker search redis")
+    try:
+        out = chat("/docker search redis")
+    finally:
+        services.settings = original
     assert out.strip() == "Docker Hub did not answer within 0.5 s."
     assert time.monotonic() - started < 2.5
 
