@@ -73,6 +73,13 @@ class ArgParser(argparse.ArgumentParser):
     def __init__(self, prog: str, **kwargs: Any) -> None:
         super().__init__(prog=prog, add_help=False, allow_abbrev=False, exit_on_error=False, **kwargs)
 
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        # With exit_on_error=False, a bad `type=`/`choices=` value raises ArgumentError instead of error().
+        try:
+            return super().parse_known_args(args, namespace)
+        except argparse.ArgumentError as error:
+            raise UsageError(str(error)) from None
+
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UsageError(message)
 
@@ -101,4 +108,5 @@ class Command:
 
     @property
     def usage(self) -> str:
-        return self.parser().format_usage().removeprefix("usage: ").strip()
+        # argparse wraps long usage lines; a chat reply reads better on one line.
+        return " ".join(self.parser().format_usage().removeprefix("usage: ").split())

@@ -32,17 +32,14 @@ def run(req: Request, reply: Reply) -> None:
 
 
 def command_help(cmd: Command) -> Message:
-    parser = cmd.parser()
-    details = parser.format_help().removeprefix("usage: ")
+    # argparse's help minus its (wrapped) usage line, which we show whole above it.
+    options = cmd.parser().format_help().partition("\n\n")[2].rstrip()
     aliases = f" (also `{'`, `'.join(cmd.aliases)}`)" if cmd.aliases else ""
-    return Message(
-        text=f"/docker {cmd.name}: {cmd.summary}",
-        blocks=[
-            section(f"*`/docker {cmd.name}`*{aliases} — {cmd.summary}"),
-            *code_blocks(details.rstrip()),
-            context(f"Example: `{cmd.example}`"),
-        ],
-    )
+    blocks = [section(f"*`/docker {cmd.name}`*{aliases} — {cmd.summary}\n*Usage:* `{cmd.usage}`")]
+    if options:
+        blocks += code_blocks(options)
+    blocks.append(context(f"Example: `{cmd.example}`"))
+    return Message(text=f"/docker {cmd.name}: {cmd.summary}", blocks=blocks)
 
 
 COMMAND = Command(

@@ -76,6 +76,8 @@ def _crashing_services(services: Services) -> Services:
     def flag(parser: ArgParser) -> None:
         parser.add_argument("--filter", action="append", default=[])
         parser.add_argument("word", nargs="?")
+        parser.add_argument("--count", type=int, default=1)
+        parser.add_argument("--sort", choices=["a", "b"], default="a")
 
     def echo(req: Request, reply: Reply) -> None:
         reply.send(plain(f"word={req.args.word} filters={req.args.filter}"))
@@ -104,3 +106,11 @@ def test_flags_parse_like_a_shell_line(services: Services) -> None:
     chat = ChatBot(Router(_crashing_services(services)))
     out = chat("echo 'two words' --filter a=1 --filter=b=2")
     assert "word=two words filters=['a=1', 'b=2']" in out
+
+
+def test_bad_typed_values_get_usage_not_an_error_id(services: Services) -> None:
+    chat = ChatBot(Router(_crashing_services(services)))
+    out = chat("echo --count abc")
+    assert "Argument --count: invalid int value: 'abc'." in out
+    assert "Usage: /docker echo [--filter FILTER] [--count COUNT] [--sort {a,b}] [word]" in out
+    assert "invalid choice: 'c'" in chat("echo --sort c")
