@@ -116,19 +116,24 @@ class SlackReply:
             log.warning("response_url answered %s: %s", resp.status_code, resp.body[:200])
 
     def _with_files(self, message: Message) -> Message:
-        """Upload attached files once; the message then says where they are."""
+        """Upload attached files once; the message then says where they are.
+
+        A private reply's files go to the requester's direct messages: uploading them to the
+        channel would show everyone what only they were meant to see."""
         if not message.files:
             return message
         notes = []
         for file in message.files:
             try:
+                if message.in_channel or not self.user:
+                    target, where = self.channel, "attached"
+                else:
+                    target = self.client.conversations_open(users=self.user)["channel"]["id"]
+                    where = "sent to you in a direct message"
                 self.client.files_upload_v2(
-                    channel=self.channel,
-                    content=file.content,
-                    filename=file.name,
-                    title=file.title or file.name,
+                    channel=target, content=file.content, filename=file.name, title=file.title or file.name
                 )
-                notes.append(f"Full output attached as `{file.name}`.")
+                notes.append(f"Full output {where} as `{file.name}`.")
             except SlackApiError as error:
                 notes.append(f"Could not attach `{file.name}` ({error.response.get('error')}).")
         return Message(

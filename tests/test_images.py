@@ -298,8 +298,12 @@ def test_sixty_rows_page_in_slack_with_more_and_a_file(
     _check_limits(first.body)
     page1 = bot_rows(render(Message(text="", blocks=first.body["blocks"])))
     assert 0 < len(page1) < 60
-    # The whole table is offered as a file (files upload v2).
+    # The whole table is offered as a file (files upload v2), in the requester's DMs since the reply is private.
     [upload] = slack.wait_for("file_upload", ok=True)
+    [complete] = slack.wait_for("files.completeUploadExternal", ok=True)
+    [dm] = slack.wait_for("conversations.open", ok=True)
+    assert dm.body["users"] == "U111" and complete.body["channel_id"] == dm.response["channel"]["id"]
+    assert "sent to you in a direct message" in str(first.body["blocks"])
     table = upload.raw.decode()
     assert len(bot_rows(table)) == 60 and summary_of(table)[0] == 1
     [more] = next(b for b in first.body["blocks"] if b["type"] == "actions")["elements"]
