@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import insert
 
 from bot.commands import UserError
+from bot.config import Settings
 from bot.delivery import Delivery
 from bot.hosts import DockerHost
 from bot.messages import Message, plain
@@ -54,6 +55,12 @@ def _probe_runner() -> Iterator[None]:
     runs.clear()
     yield
     RUNNERS.pop("probe", None)
+
+
+@pytest.fixture
+def settings(settings: Settings, db_url: str) -> Settings:
+    """Every scheduler test runs on SQLite and on PostgreSQL."""
+    return settings.model_copy(update={"database_url": db_url})
 
 
 def _fire_now(scheduler: Scheduler, schedule_id: str) -> None:

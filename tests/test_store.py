@@ -9,12 +9,12 @@ from pathlib import Path
 from bot.store import Store, database_url
 
 
-def _store(tmp_path: Path) -> Store:
-    return Store(database_url(tmp_path, None))
+def _store(url: str) -> Store:
+    return Store(url)
 
 
-def test_ten_threads_claim_once(tmp_path: Path) -> None:
-    store = _store(tmp_path)
+def test_ten_threads_claim_once(db_url: str) -> None:
+    store = _store(db_url)
     action = store.create_pending(kind="rmi", user="U1", channel="C1", host="local", payload={"x": 1}, ttl=60)
     barrier = threading.Barrier(10)
     wins: list[bool] = []
@@ -35,8 +35,8 @@ def test_ten_threads_claim_once(tmp_path: Path) -> None:
     assert store.claim(action.id, by="U1", new_state="running").reason == "done"
 
 
-def test_expired_action_cannot_be_claimed(tmp_path: Path) -> None:
-    store = _store(tmp_path)
+def test_expired_action_cannot_be_claimed(db_url: str) -> None:
+    store = _store(db_url)
     action = store.create_pending(kind="rmi", user="U1", channel="C1", host="local", payload={}, ttl=0.2)
     time.sleep(0.3)
     claim = store.claim(action.id, by="U1", new_state="running")
@@ -44,19 +44,19 @@ def test_expired_action_cannot_be_claimed(tmp_path: Path) -> None:
     assert store.get_pending(action.id).state == "expired"  # type: ignore[union-attr]
 
 
-def test_unknown_id_is_missing(tmp_path: Path) -> None:
-    claim = _store(tmp_path).claim("forged-id", by="U1", new_state="running")
+def test_unknown_id_is_missing(db_url: str) -> None:
+    claim = _store(db_url).claim("forged-id", by="U1", new_state="running")
     assert not claim.won and claim.reason == "missing"
 
 
-def test_pending_action_and_audit_survive_a_restart(tmp_path: Path) -> None:
-    store = _store(tmp_path)
+def test_pending_action_and_audit_survive_a_restart(db_url: str) -> None:
+    store = _store(db_url)
     action = store.create_pending(
         kind="rmi", user="U1", channel="C1", host="local", payload={"images": ["sha256:ab"]}, ttl=60
     )
     store.audit(user="U1", channel="C1", host="local", action="rmi.preview", result="card posted")
     store.close()
-    reopened = _store(tmp_path)
+    reopened = _store(db_url)
     assert reopened.get_pending(action.id).payload == {"images": ["sha256:ab"]}  # type: ignore[union-attr]
     assert reopened.claim(action.id, by="U1", new_state="running").won
     assert reopened.recent_audit(5)[0]["action"] == "rmi.preview"
