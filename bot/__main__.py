@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -75,26 +78,53 @@ def start_background(services: Services, poster: Poster) -> None:
 
 
 def serve_slack(settings: Settings, router: Router, host: str, port: int) -> None:
-    from bot.server import http_app, make_http_server, socket_mode_handler
+    """Serve until SIGTERM/SIGINT, then shut down gracefully (see `shut_down`)."""
+    from bot.server import Readiness, health_app, http_app, make_http_server, socket_mode_handler
     from bot.slack_app import SlackPoster, create_app
 
     if not settings.slack_bot_token:
         sys.exit("Configuration error:\nSLACK_BOT_TOKEN: required to serve Slack")
+    if not settings.slack_app_token and not settings.slack_signing_secret:
+        sys.exit("Configuration error:\nSLACK_SIGNING_SECRET: required in HTTP mode")
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
     work = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="work")
     app = create_app(settings, router, work=work)
     start_background(router.services, SlackPoster(app.client))
-    try:
-        if settings.slack_app_token:
-            print("dockerbot: Socket Mode", flush=True)
-            socket_mode_handler(app, settings.slack_app_token.get_secret_value()).start()
-        else:
-            if not settings.slack_signing_secret:
-                sys.exit("Configuration error:\nSLACK_SIGNING_SECRET: required in HTTP mode")
-            server = make_http_server(http_app(app), host, port, settings.max_body_bytes)
-            print(f"dockerbot: HTTP on {host}:{server.effective_port}/slack/events", flush=True)
-            server.run()
-    finally:
-        work.shutdown(wait=False, cancel_futures=True)
+    engine_host = router.services.hosts.default
+    if settings.slack_app_token:
+        handler = socket_mode_handler(app, settings.slack_app_token.get_secret_value())
+        handler.connect()
+        server = make_http_server(
+            health_app(Readiness(engine_host, handler.client.is_connected)),
+            host,
+            settings.health_port,
+            settings.max_body_bytes,
+        )
+        print(f"dockerbot: Socket Mode; health on {host}:{server.effective_port}", flush=True)
+    else:
+        handler = None
+        server = make_http_server(http_app(app, Readiness(engine_host)), host, port, settings.max_body_bytes)
+        print(f"dockerbot: HTTP on {host}:{server.effective_port}/slack/events", flush=True)
+    threading.Thread(target=server.run, name="http", daemon=True).start()
+    stop.wait()
+    shut_down(router, server, handler, work)
+
+
+def shut_down(router: Router, server: Any, handler: Any, work: ThreadPoolExecutor) -> None:
+    """Stop taking commands; end running pulls with a message that says so; let the rest finish."""
+    from bot.pulling import PULLS
+
+    print("dockerbot: shutting down", flush=True)
+    if handler is not None:
+        with contextlib.suppress(Exception):  # slack-sdk 3.47's close race (slack-platform.md §3.7)
+            handler.close()
+    server.close()
+    PULLS.interrupt_all("the bot is shutting down; run the pull again when it is back")
+    work.shutdown(wait=True, cancel_futures=True)  # replies to interrupted pulls go out here
+    if router.services.scheduler is not None:
+        router.services.scheduler.shutdown(wait=True)
 
 
 if __name__ == "__main__":

@@ -83,6 +83,15 @@ class DockerHost:
         except docker.errors.DockerException as error:
             raise EngineUnavailable(self, connection_cause(error.__cause__ or error)) from error
 
+    def ping(self, timeout: float = 2.0) -> bool:
+        """Whether the engine answers now (readiness); never raises."""
+        try:
+            api = self.api
+            response = api._get(api._url("/_ping"), timeout=timeout)
+            return response.status_code == 200
+        except Exception:  # noqa: BLE001 - any failure means "not reachable"
+            return False
+
     def close(self) -> None:
         with self._lock:
             if self._client is not None:

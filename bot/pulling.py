@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ import requests
 import urllib3
 from docker import auth as docker_auth
 
+from bot import metrics
 from bot.commands import UserError
 from bot.formatting import human_size_4, progress_bar, progress_counts
 from bot.hosts import DockerHost
@@ -254,6 +256,14 @@ class PullJob:
         self._done = threading.Event()
         self._result: PullSnapshot | None = None
         self._error: BaseException | None = None
+        self._response: requests.Response | None = None
+        self.interrupted: str | None = None  # why the bot stopped this pull (shutdown)
+
+    def interrupt(self, reason: str) -> None:
+        """Stop reading the engine's stream; the waiters get a PullError that says why."""
+        self.interrupted = reason
+        if self._response is not None:
+            _abort(self._response)
 
     def attach(self, listener: Listener) -> None:
         """Follow the pull: `listener` gets the current state now, then every change."""
@@ -264,9 +274,16 @@ class PullJob:
     def run(self, auth: dict[str, str] | None, inactivity_timeout: float) -> None:
         """Pull on the engine (in the calling thread) and keep the outcome for `wait`."""
         response: requests.Response | None = None
+        downloaded: dict[str, int] = {}
         try:
             response, events = open_pull_stream(self.host.api, self.ref, auth, inactivity_timeout)
+            self._response = response
+            if self.interrupted:
+                response.close()
             for event in events:
+                if event.get("status") == "Downloading" and event.get("id"):
+                    current = int((event.get("progressDetail") or {}).get("current") or 0)
+                    downloaded[event["id"]] = max(downloaded.get(event["id"], 0), current)
                 with self._lock:
                     self._progress.apply(event)
                     snapshot = self._progress.snapshot()
@@ -300,6 +317,10 @@ class PullJob:
         finally:
             if response is not None:
                 response.close()  # frees the connection; the engine stops a pull nobody reads
+            if self.interrupted:
+                self._error = PullError(f"The pull was interrupted: {self.interrupted}.", self._lines())
+            metrics.PULLS.labels("failed" if self._error else "ok").inc()
+            metrics.PULL_BYTES.inc(sum(downloaded.values()))
 
     def complete(self) -> None:
         self._done.set()
@@ -323,6 +344,19 @@ class PullJob:
             listener(snapshot)
         except Exception:  # one follower's broken message must not stop the pull for all
             log.warning("a pull listener failed", exc_info=True)
+
+
+def _abort(response: requests.Response) -> None:
+    """Wake a thread blocked reading `response`: closing a socket from another thread does not
+    interrupt a recv() in progress on Linux, shutting it down does."""
+    try:
+        raw = response.raw._fp.fp.raw  # socket.SocketIO over the engine connection
+        sock = getattr(raw, "_sock", None)
+        if sock is not None:
+            sock.shutdown(socket.SHUT_RDWR)
+    except (AttributeError, OSError):
+        pass
+    response.close()
 
 
 class PullRegistry:
@@ -371,6 +405,14 @@ class PullRegistry:
     def in_flight(self) -> list[tuple[str, str]]:
         with self._lock:
             return list(self._jobs)
+
+    def interrupt_all(self, reason: str) -> int:
+        """Graceful shutdown: every running pull ends now, and its message says why."""
+        with self._lock:
+            jobs = list(self._jobs.values())
+        for job in jobs:
+            job.interrupt(reason)
+        return len(jobs)
 
 
 PULLS = PullRegistry()

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 
 import docker
 
+from bot import metrics
 from bot.commands import ActionRequest, Command, MessageRef, Reply, Request, UsageError, UserError
 from bot.hosts import CONNECTION_ERRORS, DockerHost, EngineUnavailable, connection_cause
 from bot.logs import request_id_var
@@ -59,6 +60,19 @@ def usage_message(cmd: Command, problem: str | None = None) -> Message:
     return plain("\n".join(lines))
 
 
+def outcome_of(error: BaseException) -> str:
+    """A short, bounded label for metrics."""
+    if isinstance(error, UsageError):
+        return "usage"
+    if isinstance(error, (EngineUnavailable, *CONNECTION_ERRORS)):
+        return "engine_unavailable"
+    if isinstance(error, UserError):
+        return "user_error"
+    if isinstance(error, docker.errors.APIError):
+        return "engine_error"
+    return "error"
+
+
 class Router:
     def __init__(self, services: Services) -> None:
         self.services = services
@@ -70,23 +84,30 @@ class Router:
             log.info("command from %s in %s: /docker %s", user, channel, text[:200])
             cmd: Command | None = None
             host = self.services.hosts.default
+            outcome = "ok"
             try:
                 words = split_command_line(text)
                 name = words[0].lower() if words else "help"
                 cmd = self.services.command(name)
                 if cmd is None:
+                    outcome = "unknown_command"
                     reply.send(self._unknown(name))
                     return
                 try:
                     args = cmd.parser().parse_args(words[1:])
                 except UsageError as error:
+                    outcome = "usage"
                     reply.send(usage_message(cmd, str(error)))
                     return
                 cmd.run(
                     Request(user, channel, args, host, self.services, request_id, is_admin=is_admin), reply
                 )
             except Exception as error:  # noqa: BLE001 - every failure becomes a reply, never a traceback
+                outcome = outcome_of(error)
                 reply.send(self.describe_failure(error, request_id, cmd.name if cmd else None, host))
+            finally:
+                # Only known command names as labels: user text must not grow the metric's cardinality.
+                metrics.COMMANDS.labels(cmd.name if cmd else "unknown", outcome).inc()
 
     def _unknown(self, name: str) -> Message:
         names = [c.name for c in self.services.commands] + [
@@ -120,9 +141,11 @@ class Router:
         with request_scope(request_id):
             log.info("button %s pressed by %s in %s", action_id, user, channel)
             host = self.services.hosts.default
+            runner = self._action(action_id)
+            outcome = "ok"
             try:
-                runner = self._action(action_id)
                 if runner is None:
+                    outcome = "unknown_action"
                     reply.private(plain("That button is no longer supported."))
                     return
                 runner(
@@ -130,7 +153,11 @@ class Router:
                     reply,
                 )
             except Exception as error:  # noqa: BLE001
+                outcome = outcome_of(error)
                 reply.private(self.describe_failure(error, request_id, None, host))
+            finally:
+                label = action_id.removeprefix(ACTION_PREFIX) if runner else "unknown"
+                metrics.BUTTONS.labels(label, outcome).inc()
 
     def _action(self, action_id: str):  # type: ignore[no-untyped-def]
         name = action_id.removeprefix(ACTION_PREFIX)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -11,6 +13,9 @@ from slack_bolt import App
 from slack_bolt.adapter.socket_mode import SocketModeHandler
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from waitress.server import create_server
+
+from bot.hosts import DockerHost
+from bot.metrics import exposition
 
 log = logging.getLogger("dockerbot.server")
 
@@ -23,20 +28,49 @@ def _json(start_response: Callable[..., Any], status: str, body: dict[str, Any])
     return [data]
 
 
-def health_app(ready: Callable[[], bool] = lambda: True) -> WsgiApp:
-    """/healthz: the process answers. Everything else: 404."""
+class Readiness:
+    """/readyz: the default engine answers and the Slack connection is alive (cached for a second)."""
+
+    def __init__(self, host: DockerHost, slack_alive: Callable[[], bool] = lambda: True) -> None:
+        self.host = host
+        self.slack_alive = slack_alive
+        self._checked_at = 0.0
+        self._last: dict[str, bool] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self) -> dict[str, bool]:
+        with self._lock:
+            if time.monotonic() - self._checked_at > 1.0:
+                self._last = {"engine": self.host.ping(), "slack": bool(self.slack_alive())}
+                self._checked_at = time.monotonic()
+            return dict(self._last)
+
+
+def health_app(ready: Callable[[], dict[str, bool]]) -> WsgiApp:
+    """/healthz (the process answers), /readyz (503 unless every check passes), /metrics."""
 
     def wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if environ.get("PATH_INFO") == "/healthz":
+        path = environ.get("PATH_INFO")
+        if path == "/healthz":
             return _json(start_response, "200 OK", {"status": "ok"})
+        if path == "/readyz":
+            checks = ready()
+            ok = all(checks.values())
+            return _json(
+                start_response, "200 OK" if ok else "503 Service Unavailable", {"ready": ok, **checks}
+            )
+        if path == "/metrics":
+            data, content_type = exposition()
+            start_response("200 OK", [("Content-Type", content_type), ("Content-Length", str(len(data)))])
+            return [data]
         return _json(start_response, "404 Not Found", {"error": "not found"})
 
     return wsgi
 
 
-def http_app(app: App) -> WsgiApp:
+def http_app(app: App, ready: Callable[[], dict[str, bool]]) -> WsgiApp:
     slack = SlackRequestHandler(app, path="/slack/events")
-    health = health_app()
+    health = health_app(ready)
 
     def wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if environ.get("PATH_INFO") == "/slack/events":

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot.commands import Command
-from handlers import audit, images, inspect, pull, rmi, search, tags
+from handlers import audit, images, inspect, pull, report, rmi, search, tags
 from handlers import help as help_command
 from handlers.coming_soon import coming_soon
 
@@ -16,6 +16,6 @@ COMMANDS: list[Command] = [
     inspect.COMMAND,
     rmi.COMMAND,
     coming_soon("cleanup", "Preview, run or schedule image cleanup.", "/docker cleanup preview"),
-    coming_soon("report", "Disk-usage report, now or on a schedule.", "/docker report now"),
+    report.COMMAND,
     audit.COMMAND,
 ]

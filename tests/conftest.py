@@ -28,11 +28,12 @@ os.environ["DOCKER_HOST"] = "unix:///nonexistent/dockerbot-tests-have-no-engine-
 from bot.config import Settings  # noqa: E402
 from bot.router import Router  # noqa: E402
 from bot.sandbox import Engine, Sandbox, ensure_packages  # noqa: E402
-from bot.server import http_app, make_http_server  # noqa: E402
+from bot.server import Readiness, http_app, make_http_server  # noqa: E402
 from bot.services import Services, build_services  # noqa: E402
 from bot.slack_app import create_app, make_web_client  # noqa: E402
 from tests.chat import ChatBot  # noqa: E402
 from tests.fakes.hub import FakeHub  # noqa: E402
+from tests.fakes.registry import FakeRegistry  # noqa: E402
 from tests.fakes.slack import FakeSlack  # noqa: E402
 from tests.fakes.slack_requests import post_signed, slash_command_body  # noqa: E402
 
@@ -122,7 +123,9 @@ def slack_http(settings: Settings, fake_slack: FakeSlack, services: Services) ->
     settings = settings.model_copy(update={"slack_api_url": fake_slack.api_url})
     work = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="work")
     app = create_app(settings, Router(services), client=make_web_client(settings), work=work)
-    server = make_http_server(http_app(app), "127.0.0.1", 0, settings.max_body_bytes)
+    server = make_http_server(
+        http_app(app, Readiness(services.hosts.default)), "127.0.0.1", 0, settings.max_body_bytes
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
@@ -205,3 +208,11 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         conn.execute(text(f"CREATE DATABASE {name}"))
     admin.dispose()
     return server_url.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture
+def fake_registry(sandbox: Sandbox) -> Iterator[FakeRegistry]:
+    """A misbehaving registry in front of the sandbox's (tests/fakes/registry.py)."""
+    registry = FakeRegistry(sandbox.registry.address).start()
+    yield registry
+    registry.stop()

@@ -298,7 +298,7 @@ def test_sixty_rows_page_in_slack_with_more_and_a_file(
     _check_limits(first.body)
     page1 = bot_rows(render(Message(text="", blocks=first.body["blocks"])))
     assert 0 < len(page1) < 60
-    # The whole table is offered as a file (files upload v2), in the requester's DMs since the reply is private.
+    # The whole table comes as a file (files upload v2), in the requester's DMs: the reply is private.
     [upload] = slack.wait_for("file_upload", ok=True)
     [complete] = slack.wait_for("files.completeUploadExternal", ok=True)
     [dm] = slack.wait_for("conversations.open", ok=True)

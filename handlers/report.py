@@ -1,0 +1,121 @@
+"""/docker report now | schedule "CRON" [--channel #ch] [--tz ZONE]: the disk-usage report.
+
+`now` is for everyone and posts to the channel. `schedule` (admins) stores a standing instruction
+with the bot's scheduler, which runs `run_scheduled_report` on the host and posts the result.
+
+One flat parser instead of argparse subparsers: with `exit_on_error=False`, an unknown subcommand
+escapes argparse as ArgumentError rather than our UsageError, so the choice is checked in `run`.
+"""
+
+from __future__ import annotations
+
+import re
+from zoneinfo import ZoneInfo
+
+from bot.commands import ArgParser, Command, Reply, Request, UsageError
+from bot.images import shown
+from bot.messages import Message, plain, section
+from bot.report import build_report, run_scheduled_report
+from bot.scheduler import Schedule, register_runner
+
+ACTIONS = ("now", "schedule")
+DEFAULT_TZ = "UTC"
+
+register_runner("report", run_scheduled_report)
+
+_CHANNEL_ID = re.compile(r"[CG][A-Z0-9]{6,20}")
+_CHANNEL_MENTION = re.compile(r"<#([CG][A-Z0-9]{6,20})(?:\|[^>]*)?>")  # Slack's escaped #mention
+_CHANNEL_NAME = re.compile(r"#?([a-z0-9][a-z0-9_-]{0,79})")
+
+
+def add_arguments(parser: ArgParser) -> None:
+    parser.add_argument(
+        "action",
+        nargs="?",
+        default="now",
+        metavar="{now,schedule}",
+        help="now: post the report here (the default); schedule: post it on a cron schedule (admins)",
+    )
+    parser.add_argument("cron", nargs="?", metavar="CRON", help='with schedule: "MIN HOUR DAY MONTH WEEKDAY"')
+    parser.add_argument("--channel", help="with schedule: where to post (#name or channel ID); default: here")
+    parser.add_argument(
+        "--tz", help=f"with schedule: the time zone of CRON, e.g. Europe/Berlin (default {DEFAULT_TZ})"
+    )
+
+
+def parse_channel(text: str) -> str:
+    """`#name` (kept as a name: chat.postMessage accepts it), `C123…`, or Slack's `<#C123|name>` → C123."""
+    text = text.strip()
+    for pattern in (_CHANNEL_MENTION, _CHANNEL_ID):
+        if match := pattern.fullmatch(text):
+            return match.group(1) if pattern.groups else text
+    if match := _CHANNEL_NAME.fullmatch(text):
+        return "#" + match.group(1)
+    raise UsageError(
+        f"`{shown(text)}` is not a channel: use #name, a channel ID such as C0123ABCD, or a #mention"
+    )
+
+
+def _channel_text(channel: str) -> str:
+    return f"<#{channel}>" if _CHANNEL_ID.fullmatch(channel) else channel
+
+
+def run(req: Request, reply: Reply) -> None:
+    args = req.args
+    if args.action not in ACTIONS:
+        choices = ", ".join(f"'{a}'" for a in ACTIONS)
+        raise UsageError(f"argument action: invalid choice: '{shown(args.action)}' (choose from {choices})")
+    if args.action == "now":
+        if args.cron or args.channel or args.tz:
+            raise UsageError(
+                "`report now` takes no CRON, --channel or --tz (those go with `report schedule`)"
+            )
+        reply.send(build_report(req.services, req.host))
+        return
+    schedule(req, reply)
+
+
+def schedule(req: Request, reply: Reply) -> None:
+    store = req.services.store
+    audit = dict(user=req.user, channel=req.channel, host=req.host.name, request_id=req.request_id)
+    if not req.is_admin:
+        store.audit(**audit, action="report.schedule.refused", result="not an admin")
+        reply.private(
+            plain("Scheduling reports needs the *admin* role. Admins are listed in `DOCKERBOT_ADMINS`.")
+        )
+        return
+    cron = (req.args.cron or "").strip()
+    if not cron:
+        raise UsageError('`report schedule` needs a cron expression in quotes, e.g. "0 8 * * 1"')
+    channel = parse_channel(req.args.channel) if req.args.channel else req.channel
+    timezone = req.args.tz or DEFAULT_TZ
+    scheduler = req.services.scheduler
+    if scheduler is None:
+        reply.private(plain("Scheduling is not running in this process."))
+        return
+    made = scheduler.add(
+        "report", cron, timezone=timezone, channel=channel, host=req.host.name, params={}, created_by=req.user
+    )
+    store.audit(
+        **audit, action="report.schedule", result=f"scheduled {made.id}: {cron} ({timezone}) to {channel}"
+    )
+    reply.send(scheduled_message(made))
+
+
+def scheduled_message(made: Schedule) -> Message:
+    when = "paused" if made.next_run is None else made.next_run.astimezone(ZoneInfo(made.timezone))
+    nxt = when if isinstance(when, str) else when.strftime("%Y-%m-%d %H:%M %Z")
+    text = (
+        f"Disk-usage report scheduled as `{made.id}`: `{made.cron}` ({made.timezone}) for host "
+        f"`{made.host}`, posted to {_channel_text(made.channel)}. Next run: {nxt}."
+    )
+    return Message(text=text, blocks=[section(text)], in_channel=True)
+
+
+COMMAND = Command(
+    name="report",
+    summary="Disk-usage report with a chart, now or on a schedule.",
+    example="/docker report now",
+    run=run,
+    add_arguments=add_arguments,
+)

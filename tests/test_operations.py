@@ -1,0 +1,112 @@
+"""Operating the bot: /readyz follows the engine, /metrics counts commands, SIGTERM ends cleanly."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+
+from bot.sandbox import Engine
+from tests.conftest import SlackHttpBot
+
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def _get(url: str) -> tuple[int, bytes]:
+    try:
+        with _OPENER.open(url, timeout=10) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def test_readyz_flips_with_the_engine(slack_http: SlackHttpBot, engine: Engine) -> None:
+    url = slack_http.url.replace("/slack/events", "/readyz")
+    status, body = _get(url)
+    assert status == 200 and json.loads(body) == {"ready": True, "engine": True, "slack": True}
+    engine.stop()
+    try:
+        time.sleep(1.1)  # readiness is cached for a second
+        status, body = _get(url)
+        assert status == 503 and json.loads(body)["engine"] is False
+    finally:
+        engine.start()
+    time.sleep(1.1)
+    assert _get(url)[0] == 200
+
+
+def test_metrics_count_a_command_run_through_slack(slack_http: SlackHttpBot) -> None:
+    url = slack_http.url.replace("/slack/events", "/metrics")
+
+    def help_count() -> float:
+        text = _get(url)[1].decode()
+        for line in text.splitlines():
+            if line.startswith('dockerbot_commands_total{command="help",outcome="ok"}'):
+                return float(line.split()[-1])
+        return 0.0
+
+    before = help_count()
+    assert slack_http.command("help", tag="metrics")[0] == 200
+    slack_http.slack.wait_for("response_url", lambda c: c.tag == "metrics")
+    deadline = time.monotonic() + 5  # counted just after the reply is sent
+    while help_count() < before + 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert help_count() == before + 1
+    text = _get(url)[1].decode()
+    assert "dockerbot_ack_seconds_count" in text
+
+
+def test_sigterm_during_a_pull_ends_cleanly_and_says_so(
+    engine: Engine, fake_slack, fake_registry, tmp_path  # type: ignore[no-untyped-def]
+) -> None:
+    import os
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.conftest import BOT_TOKEN, SIGNING_SECRET
+    from tests.fakes.slack_requests import post_signed, slash_command_body
+
+    fake_registry.stall_blobs = True  # the pull starts, then waits for layers forever
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DOCKERBOT_"))}
+    env.update(
+        DOCKER_HOST=engine.docker_host,
+        SLACK_BOT_TOKEN=BOT_TOKEN,
+        SLACK_SIGNING_SECRET=SIGNING_SECRET,
+        SLACK_API_URL=fake_slack.api_url,
+        DOCKERBOT_DATA_DIR=str(tmp_path),
+    )
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bot", "serve", "--host", "127.0.0.1", "--port", "0"],
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = ""
+        while "HTTP on" not in line:
+            line = proc.stdout.readline()  # type: ignore[union-attr]
+            assert line, proc.stderr.read()  # type: ignore[union-attr]
+        url = "http://" + line.split("HTTP on ")[1].strip()
+        body = slash_command_body(
+            f"pull {fake_registry.address}/library/ubuntu:latest", response_url=fake_slack.response_url("pull")
+        )
+        assert post_signed(url, body, SIGNING_SECRET)[0] == 200
+        fake_slack.wait_for("chat.postMessage", timeout=20)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    [last] = fake_slack.calls("chat.update", ok=True)[-1:] or fake_slack.calls("response_url")[-1:]
+    assert "interrupted" in str(last.body), last.body
+    assert "Traceback" not in proc.stderr.read()  # type: ignore[union-attr]
+    with sqlite3.connect(tmp_path / "dockerbot.sqlite3") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
