@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from bot.botconfig import ConfigError
 from bot.config import Settings, describe_error
 from bot.logs import setup_logging
 from bot.router import Router
@@ -47,7 +48,10 @@ def main(argv: list[str] | None = None) -> None:
     # In the shell, log lines would interleave with the conversation: only warnings go to stderr.
     level = settings.log_level if args.mode == "serve" or settings.log_level == "DEBUG" else "WARNING"
     setup_logging(level, settings.log_format, secrets_of(settings))
-    services = build_services(settings)
+    try:
+        services = build_services(settings)
+    except ConfigError as error:
+        sys.exit(f"Configuration error:\n{error}")
     router = Router(services)
     try:
         if args.mode == "shell":

@@ -50,7 +50,12 @@ class Request:
     host: DockerHost
     services: Services
     request_id: str
-    is_admin: bool = False
+    role: str | None = "viewer"  # the asker's role on `host` (bot/access.py)
+    local: bool = False  # typed in the terminal by someone who already holds the engine
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
 
 
 @dataclass(frozen=True)
@@ -64,7 +69,11 @@ class ActionRequest:
     host: DockerHost
     services: Services
     request_id: str
-    is_admin: bool = False
+    local: bool = False
+
+    def role_on(self, host: str) -> str | None:
+        """The presser's role on `host` now: checked again at every press, so a revoked role wins."""
+        return self.services.access.role(self.user, self.channel, host, local=self.local)
 
 
 class ArgParser(argparse.ArgumentParser):
@@ -100,6 +109,14 @@ class Command:
     add_arguments: Callable[[ArgParser], None] = lambda parser: None
     aliases: tuple[str, ...] = ()
     actions: dict[str, ActionRunner] = field(default_factory=dict)  # button action name -> runner
+    # The least role that may run it, and the role a given invocation needs (subcommands differ).
+    role: str = "viewer"
+    required_role: Callable[[argparse.Namespace], str] | None = None
+    # Whether this invocation may run on several hosts at once (`--host all`): reads only.
+    fleet: Callable[[argparse.Namespace], bool] = lambda args: False
+
+    def role_for(self, args: argparse.Namespace) -> str:
+        return self.required_role(args) if self.required_role else self.role
 
     def parser(self) -> ArgParser:
         parser = ArgParser(prog=f"/docker {self.name}")

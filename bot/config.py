@@ -26,9 +26,16 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
     docker_timeout: float = Field(60.0, gt=0)
+    host_timeout: float = Field(20.0, gt=0)  # per host, when a command runs on several at once
+    fleet_run_timeout: float = Field(3600.0, gt=0)  # per host, for a scheduled run on several hosts
     pull_inactivity_timeout: float = Field(120.0, gt=0)
     confirm_ttl: int = Field(600, ge=10)
+    # The YAML config: hosts, access, named policies (see bot/botconfig.py).
+    config: Path | None = None
+    # Shortcuts for the simple case: Slack IDs (users U…, user groups S…, channels C…).
     admins: Annotated[tuple[str, ...], NoDecode] = ()
+    operators: Annotated[tuple[str, ...], NoDecode] = ()
+    channels: Annotated[tuple[str, ...], NoDecode] = ()  # answer only in these channels
     # Audit entries also go to this file as JSON lines ("-" for stdout), for log shippers.
     audit_file: Path | None = None
     # {"registry.example.com:5000": {"username": "...", "password": "..."}} as JSON.
@@ -44,7 +51,7 @@ class Settings(BaseSettings):
     )
     slack_api_url: str | None = Field(None, validation_alias=AliasChoices("SLACK_API_URL"))
 
-    @field_validator("admins", mode="before")
+    @field_validator("admins", "operators", "channels", mode="before")
     @classmethod
     def _split_ids(cls, value: object) -> object:
         if isinstance(value, str):

@@ -2,12 +2,13 @@
 
 The card's buttons carry only the pending action's opaque id. A press is refused (privately,
 audited, nothing changed) unless the id is known, of the right kind, pressed in the card's
-channel, and by the requester or an admin; then the action is claimed atomically, so a
+channel, and by someone who is an admin on the card's host now; then the action is claimed atomically, so a
 second press or a retried delivery sees "already done".
 """
 
 from __future__ import annotations
 
+from bot.access import rank
 from bot.commands import ActionRequest, Reply
 from bot.messages import mention, plain
 from bot.store import PendingAction
@@ -28,15 +29,8 @@ def decide(req: ActionRequest, reply: Reply, kind: str, new_state: str) -> Pendi
         )
         reply.private(plain("This confirmation belongs to another channel. Nothing was changed."))
         return None
-    if req.user != pending.user and not req.is_admin:
-        store.audit(
-            **audit, host=pending.host, action=f"{kind}.refused", result=f"not the requester ({pending.user})"
-        )
-        reply.private(
-            plain(
-                f"Only {mention(pending.user)}, who asked, or an admin can decide this. Nothing was changed."
-            )
-        )
+    # The requester or another admin; checked at every press, so a role revoked since the card wins.
+    if not may_press(req, reply, "admin", pending.host, f"{kind}.refused", asker=pending.user):
         return None
     claim = store.claim(pending.id, by=req.user, new_state=new_state)
     if claim.won:
@@ -55,6 +49,26 @@ def decide(req: ActionRequest, reply: Reply, kind: str, new_state: str) -> Pendi
         who = mention(action.decided_by or "?") if action else "someone"
         reply.private(plain(f"Already done (confirmed by {who}). Nothing was run twice."))
     return None
+
+
+def may_press(
+    req: ActionRequest, reply: Reply, needed: str, host: str, action: str, asker: str | None = None
+) -> bool:
+    """Whether the presser holds `needed` on `host` now; if not, a private, audited refusal."""
+    role = req.role_on(host)
+    if rank(role) >= rank(needed):
+        return True
+    req.services.store.audit(
+        user=req.user,
+        channel=req.channel,
+        host=host,
+        action=action,
+        result=f"needs {needed}, has {role or 'none'}",
+        request_id=req.request_id,
+    )
+    who = f"Only {mention(asker)}, who asked, or an admin can decide this" if asker else "That button"
+    reply.private(plain(f"{who} (it needs the *{needed}* role on host `{host}`). Nothing was changed."))
+    return False
 
 
 def cancel(req: ActionRequest, reply: Reply, kind: str) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import docker
@@ -47,12 +48,23 @@ def connection_cause(error: BaseException) -> str:
     return type(error).__name__
 
 
+_PROVISIONAL_VERSION = "1.41"  # replaced by the engine's own before any real call
+
+
+@dataclass(frozen=True)
+class TlsPaths:
+    ca: str | None
+    cert: str
+    key: str
+
+
 @dataclass
 class DockerHost:
     name: str
     url: str | None = None  # None: the docker SDK's environment (DOCKER_HOST, DOCKER_TLS_VERIFY, ...)
     timeout: float = 60.0
     max_pool_size: int = 32  # as many as the worker pool, so workers do not queue for connections
+    tls: TlsPaths | None = None  # client certificates for tcp:// engines
     _client: docker.DockerClient | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -77,9 +89,26 @@ class DockerHost:
                 return docker.from_env(
                     timeout=int(self.timeout), use_context=False, max_pool_size=self.max_pool_size
                 )
-            return docker.DockerClient(
-                base_url=self.url, timeout=int(self.timeout), max_pool_size=self.max_pool_size
+            tls = (
+                docker.tls.TLSConfig(
+                    client_cert=(self.tls.cert, self.tls.key), ca_cert=self.tls.ca, verify=bool(self.tls.ca)
+                )
+                if self.tls
+                else None
             )
+            client = docker.DockerClient(
+                base_url=self.url,
+                timeout=int(self.timeout),
+                max_pool_size=self.max_pool_size,
+                tls=tls or False,
+                version=_PROVISIONAL_VERSION if tls else None,
+            )
+            if tls:
+                # Else REQUESTS_CA_BUNDLE in the environment replaces the host's CA (psf/requests#3829);
+                # so negotiate the API version only once the session ignores the environment.
+                client.api.trust_env = False
+                client.api._version = client.api._retrieve_server_version()
+            return client
         except docker.errors.DockerException as error:
             raise EngineUnavailable(self, connection_cause(error.__cause__ or error)) from error
 
@@ -117,8 +146,23 @@ class HostPool:
             known = ", ".join(f"`{n}`" for n in self._hosts)
             raise UserError(f"Unknown host `{name}`. Known hosts: {known}.") from None
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[DockerHost]:
         return iter(self._hosts.values())
+
+    def __len__(self) -> int:
+        return len(self._hosts)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._hosts)
+
+    def select(self, spec: str | None) -> list[DockerHost]:
+        """`None`: the default host; `all`; or a comma-separated list of names."""
+        if spec is None:
+            return [self.default]
+        if spec == "all":
+            return list(self._hosts.values())
+        return [self.get(name.strip()) for name in spec.split(",") if name.strip()]
 
     def close(self) -> None:
         for host in self._hosts.values():

@@ -7,6 +7,7 @@ import logging
 import re
 import sys
 from contextvars import ContextVar
+from typing import TextIO
 
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
 
@@ -52,8 +53,9 @@ class _JsonFormatter(logging.Formatter):
         )
 
 
-def setup_logging(level: str = "INFO", fmt: str = "text", secrets: tuple[str, ...] = ()) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+def make_handler(stream: TextIO, fmt: str = "text", secrets: tuple[str, ...] = ()) -> logging.Handler:
+    """The bot's log handler: request ids, JSON on request, secrets redacted."""
+    handler = logging.StreamHandler(stream)
     handler.addFilter(_RedactingFilter(secrets))
     if fmt == "json":
         handler.setFormatter(_JsonFormatter())
@@ -61,8 +63,12 @@ def setup_logging(level: str = "INFO", fmt: str = "text", secrets: tuple[str, ..
         handler.setFormatter(
             logging.Formatter("%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s")
         )
+    return handler
+
+
+def setup_logging(level: str = "INFO", fmt: str = "text", secrets: tuple[str, ...] = ()) -> None:
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [make_handler(sys.stderr, fmt, secrets)]
     root.setLevel(level)
     # urllib3 logs full request lines at DEBUG; keep it quiet unless asked.
     logging.getLogger("urllib3").setLevel(max(logging.getLevelName(level), logging.INFO))

@@ -35,6 +35,9 @@ class Message:
     blocks: list[Block] = field(default_factory=list)
     in_channel: bool = False  # visible to the channel, not only to the requester
     files: list[File] = field(default_factory=list)
+    facts: dict[str, Any] = field(
+        default_factory=dict
+    )  # numbers for summaries (e.g. bytes reclaimed); not shown
 
     @property
     def buttons(self) -> list[Block]:

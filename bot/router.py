@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import difflib
 import html
 import logging
@@ -13,10 +14,12 @@ from contextlib import contextmanager
 import docker
 
 from bot import metrics
+from bot.access import rank
 from bot.commands import ActionRequest, Command, MessageRef, Reply, Request, UsageError, UserError
+from bot.fleet import CapturingReply, HostResult, fan_out, fleet_message
 from bot.hosts import CONNECTION_ERRORS, DockerHost, EngineUnavailable, connection_cause
 from bot.logs import request_id_var
-from bot.messages import ACTION_PREFIX, Message, code_blocks, plain, section
+from bot.messages import ACTION_PREFIX, Message, code_blocks, mention, plain, section
 from bot.services import Services
 
 log = logging.getLogger("dockerbot.router")
@@ -24,6 +27,28 @@ log = logging.getLogger("dockerbot.router")
 # Slack (and macOS) turn typed quotes into typographic ones; shlex only knows ASCII quotes.
 _QUOTES = str.maketrans({"“": '"', "”": '"', "„": '"', "‘": "'", "’": "'"})
 MAX_TEXT = 4000  # Slack caps a slash command's text well below this; longer input is not a command
+
+
+def take_host(words: list[str]) -> tuple[str | None, list[str]]:
+    """`@NAME` as the first word, or `--host NAME` / `--host=NAME` anywhere: (host spec, other words)."""
+    spec: str | None = None
+    rest: list[str] = []
+    if words and words[0].startswith("@") and len(words[0]) > 1:
+        spec, words = words[0][1:], words[1:]
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if word == "--host":
+            if i + 1 >= len(words):
+                raise UsageError("--host needs a host name (or `all`)")
+            spec, i = words[i + 1], i + 2
+            continue
+        if word.startswith("--host="):
+            spec = word.partition("=")[2]
+        else:
+            rest.append(word)
+        i += 1
+    return spec, rest
 
 
 def split_command_line(text: str) -> list[str]:
@@ -78,7 +103,8 @@ class Router:
         self.services = services
 
     # --- slash command -------------------------------------------------------------------------
-    def handle(self, text: str, *, user: str, channel: str, reply: Reply, is_admin: bool = False) -> None:
+    def handle(self, text: str, *, user: str, channel: str, reply: Reply, local: bool = False) -> None:
+        """Run one `/docker` command. `local`: typed in the terminal by someone holding the engine."""
         request_id = new_request_id()
         with request_scope(request_id):
             log.info("command from %s in %s: /docker %s", user, channel, text[:200])
@@ -86,7 +112,11 @@ class Router:
             host = self.services.hosts.default
             outcome = "ok"
             try:
-                words = split_command_line(text)
+                if not self.services.access.channel_allowed(channel, local=local):
+                    outcome = "channel_refused"
+                    reply.private(self._channel_notice())
+                    return
+                host_spec, words = take_host(split_command_line(text))
                 name = words[0].lower() if words else "help"
                 cmd = self.services.command(name)
                 if cmd is None:
@@ -99,15 +129,107 @@ class Router:
                     outcome = "usage"
                     reply.send(usage_message(cmd, str(error)))
                     return
-                cmd.run(
-                    Request(user, channel, args, host, self.services, request_id, is_admin=is_admin), reply
-                )
+                hosts = self.services.hosts.select(host_spec)
+                host = hosts[0]
+                if (host_spec == "all" or len(hosts) > 1) and not cmd.fleet(args):
+                    raise UserError(
+                        f"`/docker {cmd.name}` runs on one host at a time; name it with `--host NAME`."
+                    )
+                needed = cmd.role_for(args)
+                roles = {}
+                for target in hosts:
+                    roles[target.name] = self.services.access.role(user, channel, target.name, local=local)
+                    if rank(roles[target.name]) < rank(needed):
+                        outcome = "refused"
+                        self._refuse(
+                            cmd, needed, roles[target.name], target, user, channel, request_id, reply
+                        )
+                        return
+                if len(hosts) == 1 and host_spec != "all":
+                    request = Request(
+                        user, channel, args, host, self.services, request_id, roles[host.name], local
+                    )
+                    cmd.run(request, reply)
+                else:
+                    self._fan_out(cmd, args, hosts, roles, user, channel, request_id, local, reply)
             except Exception as error:  # noqa: BLE001 - every failure becomes a reply, never a traceback
                 outcome = outcome_of(error)
                 reply.send(self.describe_failure(error, request_id, cmd.name if cmd else None, host))
             finally:
                 # Only known command names as labels: user text must not grow the metric's cardinality.
                 metrics.COMMANDS.labels(cmd.name if cmd else "unknown", outcome).inc()
+
+    def _refuse(
+        self,
+        cmd: Command,
+        needed: str,
+        role: str | None,
+        host: DockerHost,
+        user: str,
+        channel: str,
+        request_id: str,
+        reply: Reply,
+    ) -> None:
+        """Private, audited, and nothing else happens."""
+        granters = self.services.access.granters(host.name)
+        who = (
+            f"Ask an admin ({', '.join(mention(g) for g in granters)}) to grant it in the bot's config."
+            if granters
+            else "Roles are granted in the bot's config: `DOCKERBOT_ADMINS`, `DOCKERBOT_OPERATORS`, "
+            "or `access:` in `DOCKERBOT_CONFIG`."
+        )
+        have = f"you are {role} there" if role else "you have no role there"
+        self.services.store.audit(
+            user=user,
+            channel=channel,
+            host=host.name,
+            action=f"{cmd.name}.refused",
+            result=f"needs {needed}, has {role or 'none'}",
+            request_id=request_id,
+        )
+        reply.private(
+            plain(f"`/docker {cmd.name}` needs the *{needed}* role on host `{host.name}`; {have}. {who}")
+        )
+
+    def _channel_notice(self) -> Message:
+        channels = ", ".join(f"<#{c}>" for c in sorted(self.services.access.policy.channels))
+        return plain(f"dockerbot does not answer in this channel. Use it in {channels}.")
+
+    def _fan_out(
+        self,
+        cmd: Command,
+        args: argparse.Namespace,
+        hosts: list[DockerHost],
+        roles: dict[str, str | None],
+        user: str,
+        channel: str,
+        request_id: str,
+        local: bool,
+        reply: Reply,
+    ) -> None:
+        """A read command on several hosts: in parallel, each with a deadline, one combined reply."""
+
+        def run_on(target: DockerHost) -> list[Message]:
+            with request_scope(request_id):
+                captured = CapturingReply()
+                request = Request(
+                    user, channel, args, target, self.services, request_id, roles[target.name], local
+                )
+                cmd.run(request, captured)
+                return list(captured.messages.values())
+
+        timeout = self.services.settings.host_timeout
+        results = fan_out(hosts, run_on, timeout)
+
+        def describe(result: HostResult) -> str:
+            if result.timed_out:
+                return f"did not answer within {timeout:g} s"
+            assert result.error is not None
+            return self.describe_failure(
+                result.error, request_id, cmd.name, self.services.hosts.get(result.host)
+            ).text
+
+        reply.send(fleet_message(f"/docker {cmd.name} on {len(hosts)} hosts", results, describe))
 
     def _unknown(self, name: str) -> Message:
         names = [c.name for c in self.services.commands] + [
@@ -135,7 +257,7 @@ class Router:
         channel: str,
         message: MessageRef,
         reply: Reply,
-        is_admin: bool = False,
+        local: bool = False,
     ) -> None:
         request_id = new_request_id()
         with request_scope(request_id):
@@ -149,7 +271,7 @@ class Router:
                     reply.private(plain("That button is no longer supported."))
                     return
                 runner(
-                    ActionRequest(user, channel, value, message, host, self.services, request_id, is_admin),
+                    ActionRequest(user, channel, value, message, host, self.services, request_id, local),
                     reply,
                 )
             except Exception as error:  # noqa: BLE001

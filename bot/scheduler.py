@@ -28,8 +28,12 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import JSON, Boolean, Column, Float, Integer, String, Table, insert, select, update
 
+from bot import metrics
 from bot.commands import UserError
-from bot.messages import Message, context, plain
+from bot.fleet import fan_out
+from bot.formatting import format_table, human_size
+from bot.messages import File, Message, code_blocks, context, header, plain, section
+from bot.render_text import render
 from bot.store import metadata
 
 if TYPE_CHECKING:
@@ -196,7 +200,7 @@ class Scheduler:
         if kind not in RUNNERS:
             raise UserError(f"Nothing can be scheduled as `{kind}`.")
         trigger = cron_trigger(cron, timezone)
-        self.services.hosts.get(host)  # an unknown host fails here, not at 03:00
+        self.services.hosts.select(host)  # an unknown host fails here, not at 03:00
         schedule_id = secrets.token_hex(3)
         row = {
             "id": schedule_id,
@@ -268,15 +272,19 @@ class Scheduler:
             log.warning("schedule %s fired but no longer exists", schedule_id)
             return
         runner = RUNNERS.get(schedule.kind)
-        host = self.services.hosts.get(schedule.host)
+        hosts = self.services.hosts.select(schedule.host)
         run_id = self._run_started(schedule)
         state = "done"
         try:
             if runner is None:
                 raise RuntimeError(f"no runner for {schedule.kind}")
-            message = runner(self.services, host, schedule.params)
+            if len(hosts) == 1 and schedule.host != "all":
+                message = runner(self.services, hosts[0], schedule.params)
+            else:
+                message = self._fleet_run(schedule, runner, hosts)
         except Exception as error:
             log.exception("scheduled %s %s failed", schedule.kind, schedule.id)
+            metrics.SCHEDULER_FAILURES.labels(schedule.kind).inc()
             state = "failed"
             message = plain(
                 f"The scheduled {schedule.kind} `{schedule.id}` on {schedule.host} failed: {error}"
@@ -284,13 +292,46 @@ class Scheduler:
         self._run_finished(run_id, state)
         self.delivery.deliver(schedule.channel, self._with_next_run(message, schedule_id))
 
+    def _fleet_run(self, schedule: Schedule, runner: Runner, hosts: list[DockerHost]) -> Message:
+        """One summary for the fleet: a row per host, hostname first, then the total."""
+        timeout = self.services.settings.fleet_run_timeout
+        results = fan_out(hosts, lambda host: runner(self.services, host, schedule.params), timeout)
+        rows, total, failed = [], 0, 0
+        for result in results:
+            if result.ok and result.value is not None:
+                total += int(result.value.facts.get("reclaimed", 0))
+                rows.append([result.host, "ok", result.value.text])
+            else:
+                failed += 1
+                why = f"no result within {timeout:g} s" if result.timed_out else f"failed: {result.error}"
+                rows.append([result.host, "FAILED", why])
+        title = f"Scheduled {schedule.kind} on {len(hosts)} hosts: {len(hosts) - failed} ok, {failed} failed"
+        table = format_table(["HOST", "RESULT", "SUMMARY"], rows)
+        details = "\n\n".join(
+            f"== {r.host} ==\n{render(r.value) if r.ok and r.value else rows[i][2]}"
+            for i, r in enumerate(results)
+        )
+        blocks = [header(title), *code_blocks(table)[:40]]
+        if schedule.kind == "cleanup":
+            blocks.append(section(f"Total reclaimed space: {human_size(total, 4)}"))
+        return Message(
+            text=title,
+            blocks=blocks,
+            in_channel=True,
+            files=[File(name=f"{schedule.kind}-{schedule.id}.txt", content=details, title=title)],
+            facts={"reclaimed": total, "failed": failed},
+        )
+
     def _with_next_run(self, message: Message, schedule_id: str) -> Message:
         nxt = self.get(schedule_id).next_run
         note = f"Schedule `{schedule_id}` · next run {_when(nxt)}" if nxt else f"Schedule `{schedule_id}`"
         blocks = [*message.blocks[:49], context(note)] if message.blocks else []
-        return Message(text=message.text, blocks=blocks, in_channel=True, files=message.files)
+        return Message(
+            text=message.text, blocks=blocks, in_channel=True, files=message.files, facts=message.facts
+        )
 
     def _on_missed(self, event: JobExecutionEvent) -> None:
+        metrics.SCHEDULER_FAILURES.labels("missed").inc()
         self._notify(event.job_id, f"missed its run at {_when(event.scheduled_run_time)} (the bot was down)")
 
     def _on_error(self, event: JobExecutionEvent) -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from bot import botconfig
+from bot.access import Access
 from bot.config import Settings
-from bot.hosts import DockerHost, HostPool
+from bot.hosts import HostPool
 from bot.store import Store, database_url
 
 if TYPE_CHECKING:
@@ -19,6 +21,8 @@ class Services:
     hosts: HostPool
     commands: list[Command]
     store: Store
+    access: Access
+    policies: dict[str, str] = field(default_factory=dict)  # named cleanup policies from the config
     # Set by the process that runs them (serve/shell); None in a bare Services (some tests).
     scheduler: Any = None  # bot.scheduler.Scheduler
     ledger: Any = None  # bot.ledger.Ledger: when each image was last used
@@ -35,12 +39,20 @@ class Services:
 
 
 def build_services(settings: Settings, commands: list[Command] | None = None) -> Services:
+    """Everything from settings and the YAML config; a bad config raises botconfig.ConfigError."""
     if commands is None:
         from handlers import COMMANDS
 
         commands = COMMANDS
-    hosts = HostPool(
-        [DockerHost(name="local", timeout=settings.docker_timeout, max_pool_size=settings.workers)]
-    )
+    raw = botconfig.load(settings.config)
+    hosts = HostPool(botconfig.hosts(raw, settings))
+    access = Access(botconfig.access_policy(raw, settings))
     store = Store(database_url(settings.data_dir, settings.database_url), audit_file=settings.audit_file)
-    return Services(settings=settings, hosts=hosts, commands=commands, store=store)
+    return Services(
+        settings=settings,
+        hosts=hosts,
+        commands=commands,
+        store=store,
+        access=access,
+        policies=botconfig.policies(raw),
+    )

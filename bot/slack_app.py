@@ -156,7 +156,10 @@ def create_app(
         # Bolt's listeners only ack and hand off; a small pool is enough for that.
         listener_executor=ThreadPoolExecutor(max_workers=16, thread_name_prefix="bolt"),
     )
-    admins = set(settings.admins)
+    # Roles granted to user groups: members come from Slack, refreshed in the background.
+    groups = router.services.access.groups
+    groups.fetch = lambda group: client.usergroups_users_list(usergroup=group)["users"]
+    groups.start()
 
     def submit(fn: Any, *args: Any, **kwargs: Any) -> None:
         def guarded() -> None:
@@ -178,7 +181,6 @@ def create_app(
             user=user,
             channel=channel,
             reply=reply,
-            is_admin=user in admins,
         )
 
     @app.action(re.compile("^" + re.escape(ACTION_PREFIX)))
@@ -199,7 +201,6 @@ def create_app(
             channel=channel,
             message=ref,
             reply=reply,
-            is_admin=user in admins,
         )
 
     @app.error

@@ -93,11 +93,11 @@ class Shell:
                 channel=CHANNEL,
                 message=self.buttons_ref,
                 reply=reply,
-                is_admin=True,
+                local=True,
             )
             return
         text = line.removeprefix("/docker").strip() if line.split()[0] == "/docker" else line
-        self.router.handle(text, user=USER, channel=CHANNEL, reply=reply, is_admin=True)
+        self.router.handle(text, user=USER, channel=CHANNEL, reply=reply, local=True)
 
     def loop(self, stdin: TextIO = sys.stdin) -> None:
         interactive = stdin.isatty()

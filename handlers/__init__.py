@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot.commands import Command
-from handlers import audit, images, inspect, pull, report, rmi, search, tags
+from handlers import audit, hosts, images, inspect, pull, report, rmi, search, tags
 from handlers import help as help_command
 from handlers.coming_soon import coming_soon
 
@@ -17,5 +17,6 @@ COMMANDS: list[Command] = [
     rmi.COMMAND,
     coming_soon("cleanup", "Preview, run or schedule image cleanup.", "/docker cleanup preview"),
     report.COMMAND,
+    hosts.COMMAND,
     audit.COMMAND,
 ]

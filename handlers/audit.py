@@ -15,17 +15,6 @@ def add_arguments(parser: ArgParser) -> None:
 
 def run(req: Request, reply: Reply) -> None:
     store = req.services.store
-    if not req.is_admin:
-        store.audit(
-            user=req.user,
-            channel=req.channel,
-            host=req.host.name,
-            action="audit.refused",
-            result="not an admin",
-            request_id=req.request_id,
-        )
-        reply.private(plain("The audit log is for admins. Admins are listed in `DOCKERBOT_ADMINS`."))
-        return
     count = min(max(req.args.count, 1), 200)
     entries = store.recent_audit(count)
     if not entries:
@@ -53,4 +42,5 @@ COMMAND = Command(
     example="/docker audit 50",
     run=run,
     add_arguments=add_arguments,
+    role="admin",
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bot.access import rank
 from bot.commands import ArgParser, Command, Reply, Request, UserError
 from bot.messages import Message, code_blocks, context, header, section
 
@@ -11,7 +12,8 @@ def add_arguments(parser: ArgParser) -> None:
 
 
 def run(req: Request, reply: Reply) -> None:
-    commands = req.services.commands
+    # Each person sees what they may run on this host (StackStorm's help ignoring RBAC, st2#2414, confused).
+    commands = [c for c in req.services.commands if rank(req.role) >= rank(c.role)]
     if req.args.command:
         cmd = req.services.command(req.args.command.lower())
         if cmd is None:
@@ -25,7 +27,10 @@ def run(req: Request, reply: Reply) -> None:
             blocks=[
                 header("dockerbot — Docker images from Slack"),
                 section("\n".join(lines)),
-                context(f"Host: `{req.host.name}` · `/docker help COMMAND` shows a command's options."),
+                context(
+                    f"Host: `{req.host.name}` · your role: {req.role or 'none'} · "
+                    "`/docker help COMMAND` shows a command's options."
+                ),
             ],
         )
     )

@@ -204,4 +204,5 @@ COMMAND = Command(
     add_arguments=add_arguments,
     aliases=("ls",),
     actions={MORE_ACTION: more},
+    fleet=lambda args: True,
 )

@@ -6,6 +6,7 @@ import time
 
 from bot.commands import ActionRequest, ArgParser, Command, Reply, Request, UserError
 from bot.config import Settings
+from bot.confirmations import may_press
 from bot.hosts import CONNECTION_ERRORS, DockerHost, EngineUnavailable, connection_cause
 from bot.live import LiveMessage
 from bot.messages import Message, code_blocks, context, section
@@ -29,7 +30,8 @@ def run(req: Request, reply: Reply) -> None:
 
 def on_pull_button(req: ActionRequest, reply: Reply) -> None:
     # The value is an image name from a search result; it is parsed like typed text, nothing more.
-    pull(req.value.strip(), req.host, req.services.settings, reply)
+    if may_press(req, reply, "operator", req.host.name, "pull.refused"):
+        pull(req.value.strip(), req.host, req.services.settings, reply)
 
 
 def pull(text: str, host: DockerHost, settings: Settings, reply: Reply) -> None:
@@ -128,4 +130,5 @@ COMMAND = Command(
     run=run,
     add_arguments=add_arguments,
     actions={"pull.start": on_pull_button},
+    role="operator",
 )

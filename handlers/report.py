@@ -78,12 +78,6 @@ def run(req: Request, reply: Reply) -> None:
 def schedule(req: Request, reply: Reply) -> None:
     store = req.services.store
     audit = dict(user=req.user, channel=req.channel, host=req.host.name, request_id=req.request_id)
-    if not req.is_admin:
-        store.audit(**audit, action="report.schedule.refused", result="not an admin")
-        reply.private(
-            plain("Scheduling reports needs the *admin* role. Admins are listed in `DOCKERBOT_ADMINS`.")
-        )
-        return
     cron = (req.args.cron or "").strip()
     if not cron:
         raise UsageError('`report schedule` needs a cron expression in quotes, e.g. "0 8 * * 1"')
@@ -118,4 +112,6 @@ COMMAND = Command(
     example="/docker report now",
     run=run,
     add_arguments=add_arguments,
+    required_role=lambda args: "admin" if args.action == "schedule" else "viewer",
+    fleet=lambda args: args.action == "now",
 )

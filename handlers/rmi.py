@@ -126,12 +126,6 @@ def plan_image(
 def run(req: Request, reply: Reply) -> None:
     store = req.services.store
     audit = dict(user=req.user, channel=req.channel, host=req.host.name, request_id=req.request_id)
-    if not req.is_admin:
-        store.audit(**audit, action="rmi.refused", result="not an admin")
-        reply.private(
-            plain("Removing images needs the *admin* role. Admins are listed in `DOCKERBOT_ADMINS`.")
-        )
-        return
     refs: list[str] = req.args.refs
     if len(refs) > MAX_REFS:
         raise UserError(f"That is {len(refs):,} images; at most {MAX_REFS} at once.")
@@ -362,4 +356,5 @@ COMMAND = Command(
     run=run,
     add_arguments=add_arguments,
     actions={"rmi.confirm": on_confirm, "rmi.cancel": on_cancel},
+    role="admin",
 )

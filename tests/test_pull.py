@@ -71,6 +71,12 @@ class RecordingReply:
 
 
 @pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """U111, the Slack user of these tests, may pull (the operator role)."""
+    return settings.model_copy(update={"operators": ("U111",)})
+
+
+@pytest.fixture
 def quick_services(settings: Settings, engine: Engine) -> Iterator[Services]:
     """Services whose pulls give up after 1.5 s without progress."""
     services = build_services(settings.model_copy(update={"pull_inactivity_timeout": 1.5}))
@@ -339,7 +345,7 @@ def test_two_pulls_of_one_image_share_one_engine_pull(
     since = time.time()
 
     def ask(reply: RecordingReply) -> None:
-        router.handle(f"pull {ref}", user="U1", channel="C1", reply=reply)
+        router.handle(f"pull {ref}", user="U1", channel="C1", reply=reply, local=True)
 
     threads = [threading.Thread(target=ask, args=(r,)) for r in replies]
     threads[0].start()
@@ -446,7 +452,7 @@ def test_registry_auth_reads_settings() -> None:
 def test_pull_button_pulls_the_named_image(router: Router, docker_cli: Cli) -> None:
     docker_cli("pull", "alpine")
     reply = RecordingReply()
-    router.press("dockerbot:pull.start", "alpine", user="U1", channel="C1", message=None, reply=reply)  # type: ignore[arg-type]
+    router.press("dockerbot:pull.start", "alpine", user="U111", channel="C1", message=None, reply=reply)  # type: ignore[arg-type]
     assert reply.calls[0][0] == "send"
     assert "Status: Image is up to date for alpine:latest" in reply.last
 
@@ -455,7 +461,16 @@ def test_pull_button_pulls_the_named_image(router: Router, docker_cli: Cli) -> N
 def test_pull_button_refuses_anything_but_a_name(router: Router, value: str) -> None:
     before = PULLS.engine_pulls
     reply = RecordingReply()
-    router.press("dockerbot:pull.start", value, user="U1", channel="C1", message=None, reply=reply)  # type: ignore[arg-type]
+    router.press("dockerbot:pull.start", value, user="U111", channel="C1", message=None, reply=reply)  # type: ignore[arg-type]
     assert PULLS.engine_pulls == before
     assert [kind for kind, _, _ in reply.calls] == ["private"]
     assert "invalid reference format" in reply.last
+
+
+def test_pull_button_needs_the_operator_role(router: Router) -> None:
+    before = PULLS.engine_pulls
+    reply = RecordingReply()
+    router.press("dockerbot:pull.start", "alpine", user="U2", channel="C1", message=None, reply=reply)  # type: ignore[arg-type]
+    assert PULLS.engine_pulls == before
+    assert [kind for kind, _, _ in reply.calls] == ["private"]
+    assert "needs the operator role on host local" in reply.last

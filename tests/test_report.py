@@ -423,7 +423,7 @@ def test_report_now_in_the_terminal(chat: ChatBot, seeded: Engine, tmp_path: Pat
 
 def test_report_now_is_for_everyone(router: Router, seeded: Engine) -> None:
     chat = ChatBot(router)
-    router.handle("report now", user="U555", channel="C1", reply=TerminalReply(chat.shell), is_admin=False)
+    router.handle("report now", user="U555", channel="C1", reply=TerminalReply(chat.shell))
     assert "TYPE            TOTAL" in chat.out.getvalue()
 
 
@@ -527,7 +527,7 @@ def test_only_admins_schedule(router: Router, scheduler: tuple[Scheduler, Inbox]
     router.handle('report schedule "0 8 * * 1"', user="U555", channel="C1", reply=TerminalReply(chat.shell))
     assert "needs the admin role" in chat.out.getvalue()
     assert scheduler[0].list("report") == []
-    assert router.services.store.recent_audit(1)[0]["action"] == "report.schedule.refused"
+    assert router.services.store.recent_audit(1)[0]["action"] == "report.refused"
 
 
 def test_schedule_without_a_scheduler_says_so(chat: ChatBot, services: Services) -> None:

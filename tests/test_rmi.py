@@ -21,7 +21,7 @@ def exists(engine: Engine, ref: str) -> bool:
     return engine.cli("image", "inspect", ref, check=False).returncode == 0
 
 
-def press(chat: ChatBot, label: str, *, user: str, is_admin: bool = False) -> str:
+def press(chat: ChatBot, label: str, *, user: str, local: bool = False) -> str:
     """Press a button of the latest card as another Slack user would."""
     action_id, value = chat.shell.buttons[label.lower()]
     start = len(chat.out.getvalue())
@@ -32,7 +32,7 @@ def press(chat: ChatBot, label: str, *, user: str, is_admin: bool = False) -> st
         channel="terminal",
         message=chat.shell.buttons_ref,
         reply=TerminalReply(chat.shell),
-        is_admin=is_admin,
+        local=local,
     )
     return chat.out.getvalue()[start:]
 
@@ -155,7 +155,7 @@ def test_ten_presses_at_once_execute_once(chat: ChatBot, clean_engine: Engine) -
 
     def go() -> None:
         barrier.wait()
-        outputs.append(press(chat, "confirm", user="terminal", is_admin=True))
+        outputs.append(press(chat, "confirm", user="terminal", local=True))
 
     threads = [threading.Thread(target=go) for _ in range(10)]
     for t in threads:
@@ -171,7 +171,7 @@ def test_another_user_is_refused_and_nothing_changes(chat: ChatBot, clean_engine
     clean_engine.cli("pull", "ubuntu")
     chat("rmi ubuntu")
     out = press(chat, "confirm", user="U999")
-    assert "Only terminal, who asked, or an admin can decide this. Nothing was changed." in out
+    assert "Only terminal, who asked, or an admin can decide this (it needs the admin role on host local)." in out
     assert exists(clean_engine, "ubuntu")
     assert "Untagged: ubuntu:latest" in chat("confirm"), "the card still works for the requester"
 
@@ -206,7 +206,7 @@ def test_non_admins_cannot_start_an_rmi(router: Router, clean_engine: Engine) ->
     clean_engine.cli("pull", "ubuntu")
     chat = ChatBot(router)
     start = len(chat.out.getvalue())
-    router.handle("rmi ubuntu", user="U555", channel="C1", reply=TerminalReply(chat.shell), is_admin=False)
+    router.handle("rmi ubuntu", user="U555", channel="C1", reply=TerminalReply(chat.shell))
     out = chat.out.getvalue()[start:]
     assert "needs the admin role" in out
     assert exists(clean_engine, "ubuntu")
@@ -232,5 +232,5 @@ def test_audit_command_shows_entries_to_admins_only(
     out = chat("audit 5")
     assert "rmi.cancel" in out and "rmi.preview" in out
     start = len(chat.out.getvalue())
-    router.handle("audit", user="U555", channel="C1", reply=TerminalReply(chat.shell), is_admin=False)
-    assert "for admins" in chat.out.getvalue()[start:]
+    router.handle("audit", user="U555", channel="C1", reply=TerminalReply(chat.shell))
+    assert "needs the admin role on host local" in chat.out.getvalue()[start:]

@@ -63,7 +63,7 @@ def test_someone_else_gets_a_private_refusal(slack_http: SlackHttpBot, clean_eng
     assert _press(slack_http, card, "Confirm", user="U222", tag="other") == 200
     [refusal] = slack_http.slack.wait_for("response_url", lambda c: c.tag == "other")
     assert refusal.body["response_type"] == "ephemeral" and refusal.body["replace_original"] is False
-    assert "Only <@U111>, who asked, or an admin" in refusal.body["text"]
+    assert "Only <@U111>, who asked, or an admin can decide this" in refusal.body["text"]
     assert clean_engine.cli("image", "inspect", "ubuntu", check=False).returncode == 0
 
 

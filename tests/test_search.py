@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from bot import hub
+from bot.config import Settings
 from bot.formatting import ellipsis, human_count
 from bot.services import Services
 from tests.chat import ChatBot
@@ -59,6 +60,12 @@ def matching(term: str, dataset: list[dict[str, Any]] | None = None) -> list[dic
 
 def search_requests(fake: FakeHub, since: int) -> list[dict[str, str]]:
     return [r.query for r in fake.requests[since:] if r.path.startswith("/v2/search/repositories")]
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """U111, the Slack user of these tests, may pull (the operator role)."""
+    return settings.model_copy(update={"operators": ("U111",)})
 
 
 @pytest.fixture
