@@ -22,12 +22,12 @@ run: $(STAMP) engine-packages
 	$(PY) -m bot.launch $(ARGS)
 
 test: $(STAMP) engine-packages
-	$(PY) -m ruff check bot handlers tests bench
+	$(PY) -m ruff check bot handlers tests bench deploy
 	$(PY) -m pytest -q $(ARGS)
 
 lint: $(STAMP)
-	$(PY) -m ruff check bot handlers tests bench
-	$(PY) -m ruff format --check bot handlers tests bench
+	$(PY) -m ruff check bot handlers tests bench deploy
+	$(PY) -m ruff format --check bot handlers tests bench deploy
 
 bench: $(STAMP) engine-packages
 	$(PY) -m bench $(if $(QUICK),--quick,)

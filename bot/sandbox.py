@@ -93,6 +93,8 @@ def _missing_packages() -> list[str]:
         missing.append("openssl")
     if not _is_static_elf(BUSYBOX):  # Debian's plain `busybox` is dynamic: it would not run FROM scratch
         missing.append("busybox-static")
+    if not shutil.which("haproxy"):  # the least-privilege socket proxy of deploy/, tested for real
+        missing.append("haproxy")
     return missing
 
 
