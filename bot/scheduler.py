@@ -26,7 +26,7 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
-from sqlalchemy import JSON, Boolean, Column, Float, Integer, String, Table, insert, select, update
+from sqlalchemy import JSON, Boolean, Column, Float, Integer, String, Table, Text, insert, select, update
 
 from bot import metrics
 from bot.commands import UserError
@@ -70,6 +70,8 @@ runs_table = Table(
     Column("started_at", Float, nullable=False),
     Column("finished_at", Float),
     Column("state", String(16), nullable=False),  # running, done, failed, interrupted
+    Column("kind", String(32)),
+    Column("summary", Text),  # the posted summary's text, for the App Home tab
 )
 
 # What a schedule of each kind runs, per host; registered by the handler modules at import.
@@ -289,7 +291,7 @@ class Scheduler:
             message = plain(
                 f"The scheduled {schedule.kind} `{schedule.id}` on {schedule.host} failed: {error}"
             )
-        self._run_finished(run_id, state)
+        self._run_finished(run_id, state, message.text)
         self.delivery.deliver(schedule.channel, self._with_next_run(message, schedule_id))
 
     def _fleet_run(self, schedule: Schedule, runner: Runner, hosts: list[DockerHost]) -> Message:
@@ -364,7 +366,11 @@ class Scheduler:
         with self.engine.begin() as conn:
             result = conn.execute(
                 insert(runs_table).values(
-                    schedule_id=schedule.id, host=schedule.host, started_at=time.time(), state="running"
+                    schedule_id=schedule.id,
+                    host=schedule.host,
+                    started_at=time.time(),
+                    state="running",
+                    kind=schedule.kind,
                 )
             )
         return int(result.inserted_primary_key[0])

@@ -25,6 +25,7 @@ from slack_sdk.http_retry.builtin_handlers import (
 from slack_sdk.webhook import WebhookClient
 
 from bot.config import Settings
+from bot.home import publish_home
 from bot.messages import ACTION_PREFIX, Message, context
 from bot.router import Router
 
@@ -202,6 +203,12 @@ def create_app(
             message=ref,
             reply=reply,
         )
+
+    @app.event("app_home_opened")
+    def on_home_opened(event: dict[str, Any]) -> None:
+        # Events are acked by Bolt before this runs; the view is built on the worker pool.
+        if event.get("tab", "home") == "home":
+            submit(publish_home, client, router.services, event["user"])
 
     @app.error
     def on_error(error: Exception, body: dict[str, Any]) -> None:

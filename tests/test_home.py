@@ -1,0 +1,43 @@
+"""The App Home tab is published on app_home_opened and fits Slack's 100-block limit with 50 hosts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bot.config import Settings
+from bot.sandbox import Engine
+from tests.fakes.slack import FakeSlack
+
+
+@pytest.fixture
+def settings(settings: Settings, engine: Engine, tmp_path: Path) -> Settings:
+    hosts = {"main": {"url": engine.docker_host}}
+    hosts.update({f"gone-{i:02d}": {"url": f"unix:///nonexistent/dockerbot/{i}.sock"} for i in range(49)})
+    path = tmp_path / "dockerbot.yml"
+    path.write_text(yaml.safe_dump({"hosts": hosts}, sort_keys=False))
+    return settings.model_copy(update={"config": path})
+
+
+def test_home_tab_with_fifty_hosts(slack_socket: FakeSlack) -> None:
+    event = {"type": "app_home_opened", "user": "U111", "channel": "D111", "tab": "home", "event_ts": "1.2"}
+    payload = {
+        "type": "event_callback",
+        "team_id": "T111",
+        "api_app_id": "A111",
+        "event": event,
+        "event_id": "Ev1",
+    }
+    envelope = slack_socket.send_envelope("events_api", payload)
+    slack_socket.wait_for_ack(envelope, timeout=3)
+    [call] = slack_socket.wait_for("views.publish", timeout=20)
+    assert call.ok, call.response
+    view = call.body["view"]
+    assert call.body["user_id"] == "U111" and view["type"] == "home"
+    assert len(view["blocks"]) <= 100
+    text = str(view["blocks"])
+    assert "1 of 50 up" in text
+    assert "main (default)" in text and "gone-48" in text
+    assert all(len(b.get("text", {}).get("text", "")) <= 3000 for b in view["blocks"])
