@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
+import time
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from slack_bolt import App
+from slack_bolt import App, BoltResponse
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry import RetryHandler
@@ -24,9 +27,11 @@ from slack_sdk.http_retry.builtin_handlers import (
 )
 from slack_sdk.webhook import WebhookClient
 
+from bot import metrics
 from bot.config import Settings
 from bot.home import publish_home
 from bot.messages import ACTION_PREFIX, Message, context
+from bot.metrics import CountingRetries
 from bot.router import Router
 
 log = logging.getLogger("dockerbot.slack")
@@ -38,9 +43,9 @@ _NOT_POSTABLE = {"not_in_channel", "channel_not_found", "is_archived", "restrict
 def retry_handlers() -> list[RetryHandler]:
     # slack-sdk retries only connection errors by default; 429 (Retry-After) and 5xx are opt-in.
     return [
-        ConnectionErrorRetryHandler(max_retry_count=2),
-        RateLimitErrorRetryHandler(max_retry_count=5),
-        ServerErrorRetryHandler(max_retry_count=3),
+        CountingRetries(ConnectionErrorRetryHandler(max_retry_count=2), "connection"),
+        CountingRetries(RateLimitErrorRetryHandler(max_retry_count=5), "ratelimited"),
+        CountingRetries(ServerErrorRetryHandler(max_retry_count=3), "server_error"),
     ]
 
 
@@ -144,6 +149,37 @@ class SlackReply:
         )
 
 
+class RecentKeys:
+    """A bounded set of recently seen keys (thread-safe)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._keys: OrderedDict[str, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def add(self, key: str) -> bool:
+        """True if the key is new."""
+        with self._lock:
+            if key in self._keys:
+                return False
+            self._keys[key] = None
+            if len(self._keys) > self.size:
+                self._keys.popitem(last=False)
+            return True
+
+
+def delivery_key(body: dict[str, Any]) -> str | None:
+    """What identifies one user action across Slack's redeliveries."""
+    if body.get("event_id"):
+        return f"event:{body['event_id']}"
+    actions = body.get("actions") or []
+    if actions and body.get("trigger_id"):
+        return f"action:{body['trigger_id']}:{actions[0].get('action_ts', '')}"
+    if body.get("command") and body.get("trigger_id"):
+        return f"command:{body['trigger_id']}"
+    return None
+
+
 def create_app(
     settings: Settings, router: Router, *, client: WebClient | None = None, work: ThreadPoolExecutor
 ) -> App:
@@ -171,9 +207,27 @@ def create_app(
 
         work.submit(guarded)
 
-    @app.command("/docker")
-    def on_command(ack: Any, body: dict[str, Any]) -> None:
+    seen = RecentKeys(4096)
+
+    @app.use
+    def first_look(context: Any, body: dict[str, Any], next: Any) -> BoltResponse | None:
+        context["received_at"] = time.monotonic()
+        # A redelivered envelope or retried request (retry_attempt, X-Slack-Retry-Num) carries the
+        # same event_id or trigger_id: acknowledge it again, but never run it twice.
+        key = delivery_key(body)
+        if key is not None and not seen.add(key):
+            log.info("duplicate delivery %s ignored", key)
+            return BoltResponse(status=200, body="")
+        next()
+        return None
+
+    def acknowledge(ack: Any, context: Any) -> None:
         ack()
+        metrics.ACK_SECONDS.observe(time.monotonic() - context.get("received_at", time.monotonic()))
+
+    @app.command("/docker")
+    def on_command(ack: Any, body: dict[str, Any], context: Any) -> None:
+        acknowledge(ack, context)
         user, channel = body.get("user_id", ""), body.get("channel_id", "")
         reply = SlackReply(client, channel=channel, user=user, response_url=body.get("response_url"))
         submit(
@@ -185,8 +239,8 @@ def create_app(
         )
 
     @app.action(re.compile("^" + re.escape(ACTION_PREFIX)))
-    def on_button(ack: Any, body: dict[str, Any]) -> None:
-        ack()
+    def on_button(ack: Any, body: dict[str, Any], context: Any) -> None:
+        acknowledge(ack, context)
         action = body["actions"][0]
         user = body.get("user", {}).get("id", "")
         container = body.get("container") or {}

@@ -32,3 +32,33 @@ def test_reconnects_after_disconnect_and_keeps_serving(slack_socket: FakeSlack) 
     assert slack_socket.connections >= 2
     slack_socket.wait_connected()
     _help(slack_socket, "after")
+
+
+def test_a_redelivered_envelope_is_acked_but_runs_once(slack_socket: FakeSlack) -> None:
+    payload = slash_command_payload(
+        "help", response_url=slack_socket.response_url("again"), trigger_id="42.4242.redelivered"
+    )
+    first = slack_socket.send_envelope("slash_commands", payload)
+    slack_socket.wait_for_ack(first, timeout=3)
+    second = slack_socket.send_envelope("slash_commands", payload, retry_attempt=1, retry_reason="timeout")
+    slack_socket.wait_for_ack(second, timeout=3)
+    slack_socket.wait_for("response_url", lambda c: c.tag == "again")
+    time.sleep(0.5)
+    assert len([c for c in slack_socket.calls("response_url") if c.tag == "again"]) == 1
+
+
+def test_a_retried_event_is_handled_once(slack_socket: FakeSlack) -> None:
+    event = {"type": "app_home_opened", "user": "U111", "channel": "D1", "tab": "home", "event_ts": "1.2"}
+    payload = {
+        "type": "event_callback",
+        "team_id": "T111",
+        "api_app_id": "A111",
+        "event": event,
+        "event_id": "EvSame",
+    }
+    for attempt in range(3):
+        envelope = slack_socket.send_envelope("events_api", payload, retry_attempt=attempt)
+        slack_socket.wait_for_ack(envelope, timeout=3)
+    slack_socket.wait_for("views.publish", timeout=20)
+    time.sleep(0.5)
+    assert len(slack_socket.calls("views.publish")) == 1

@@ -8,6 +8,7 @@ string you send.
 from __future__ import annotations
 
 import http.client
+import itertools
 import json
 import time
 from typing import Any
@@ -28,6 +29,14 @@ TEAM_DOMAIN = "test-domain"
 APP_ID = "A111"
 VERIFICATION_TOKEN = "verification_token"
 SLACK_USER_AGENT = "Slackbot 1.0 (+https://api.slack.com/robots)"
+
+
+_TRIGGERS = itertools.count(1)
+
+
+def new_trigger_id() -> str:
+    """Slack gives every invocation its own trigger_id; the bot relies on it to spot redeliveries."""
+    return f"{next(_TRIGGERS)}.{time.time_ns()}.fake"
 
 
 def signed_headers(body: str, secret: str, timestamp: int | None = None) -> dict[str, str]:
@@ -57,7 +66,7 @@ def slash_command_payload(
     response_url: str,
     command: str = "/docker",
     team_id: str = "T111",
-    trigger_id: str = "111.222.xxx",
+    trigger_id: str | None = None,
     user_name: str | None = None,
     channel_name: str | None = None,
 ) -> dict[str, str]:
@@ -75,7 +84,7 @@ def slash_command_payload(
         "api_app_id": APP_ID,
         "is_enterprise_install": "false",
         "response_url": response_url,
-        "trigger_id": trigger_id,
+        "trigger_id": trigger_id or new_trigger_id(),
     }
 
 
@@ -87,7 +96,7 @@ def slash_command_body(
     response_url: str,
     command: str = "/docker",
     team_id: str = "T111",
-    trigger_id: str = "111.222.xxx",
+    trigger_id: str | None = None,
     user_name: str | None = None,
     channel_name: str | None = None,
 ) -> str:
@@ -100,7 +109,7 @@ def slash_command_body(
             response_url=response_url,
             command=command,
             team_id=team_id,
-            trigger_id=trigger_id,
+            trigger_id=trigger_id or new_trigger_id(),
             user_name=user_name,
             channel_name=channel_name,
         )
@@ -131,7 +140,7 @@ def block_actions_payload(
     is_ephemeral: bool = False,
     message: dict[str, Any] | None = None,
     block_id: str | None = None,
-    trigger_id: str = "111.222.xxx",
+    trigger_id: str | None = None,
 ) -> dict[str, Any]:
     """A ``block_actions`` payload for a button click.
 
@@ -166,7 +175,7 @@ def block_actions_payload(
             "channel_id": channel_id,
             "is_ephemeral": is_ephemeral,
         },
-        "trigger_id": trigger_id,
+        "trigger_id": trigger_id or new_trigger_id(),
         "team": {"id": "T111", "domain": TEAM_DOMAIN},
         "enterprise": None,
         "is_enterprise_install": False,
