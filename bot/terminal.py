@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from bot.messages import Message
+from bot.messages import File, Message
 from bot.render_text import render
 from bot.router import Router
 
@@ -54,7 +54,7 @@ class Shell:
     def show(self, ref: TerminalRef | None, message: Message) -> None:
         print(render(message), file=self.out)
         for file in message.files:
-            print(self._save(file.name, file.content), file=self.out)
+            print(self._save(file), file=self.out)
         print(file=self.out, flush=True)
         if ref is None:
             return
@@ -66,7 +66,8 @@ class Shell:
         elif ref == self.buttons_ref:  # the card was replaced: its buttons are gone
             self.buttons, self.buttons_ref = {}, None
 
-    def _save(self, name: str, content: str | bytes) -> str:
+    def _save(self, file: File) -> str:
+        name, content = file.name, file.content
         if self.files_dir is None and isinstance(content, str):
             return f"--- {name} ---\n{content}"
         files_dir = self.files_dir or Path("data/files")
@@ -76,7 +77,7 @@ class Shell:
             path.write_bytes(content)
         else:
             path.write_text(content)
-        return f"(full output saved to {path})"
+        return f"({file.title or file.name} saved to {path})"
 
     def run_line(self, line: str) -> None:
         line = line.strip()
