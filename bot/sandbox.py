@@ -647,6 +647,16 @@ class Engine:
         self.stop()
         self.start()
 
+    def kill(self) -> None:
+        """SIGKILL dockerd, as a crash or the OOM killer would; then clear what it left behind."""
+        pid = self._pid()
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            if self._proc is not None:
+                self._proc.wait(10)
+        self.stop()
+
     def _kill_leftovers(self) -> None:
         """After a SIGKILL or crash, containerd and its shims (named by our paths) and container processes
         (in cgroup /docker/<id> of one of our containers) outlive dockerd: kill them."""

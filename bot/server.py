@@ -92,5 +92,8 @@ def make_http_server(wsgi: WsgiApp, host: str, port: int, max_body_bytes: int) -
     )
 
 
-def socket_mode_handler(app: App, app_token: str) -> SocketModeHandler:
-    return SocketModeHandler(app, app_token=app_token, web_client=app.client, concurrency=16)
+def socket_mode_handler(app: App, app_token: str, ping_interval: float = 5) -> SocketModeHandler:
+    # A dropped connection is noticed (and replaced) within one ping interval: Bolt's default is 10 s.
+    return SocketModeHandler(
+        app, app_token=app_token, web_client=app.client, concurrency=16, ping_interval=ping_interval
+    )
