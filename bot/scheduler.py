@@ -375,13 +375,29 @@ class Scheduler:
             )
         return int(result.inserted_primary_key[0])
 
-    def _run_finished(self, run_id: int, state: str) -> None:
+    def _run_finished(self, run_id: int, state: str, summary: str) -> None:
         with self.engine.begin() as conn:
             conn.execute(
                 update(runs_table)
                 .where(runs_table.c.id == run_id)
-                .values(state=state, finished_at=time.time())
+                .values(state=state, finished_at=time.time(), summary=summary)
             )
+
+    def last_run(self, kind: str) -> dict[str, Any] | None:
+        """The latest finished run of a kind: when, on which schedule and host, and what it said."""
+        with self.engine.connect() as conn:
+            row = (
+                conn.execute(
+                    select(runs_table)
+                    .where(runs_table.c.kind == kind)
+                    .where(runs_table.c.finished_at.is_not(None))
+                    .order_by(runs_table.c.finished_at.desc())
+                    .limit(1)
+                )
+                .mappings()
+                .first()
+            )
+        return dict(row) if row else None
 
     # --- helpers -------------------------------------------------------------------------------
     def _set(self, schedule_id: str, **values: Any) -> None:

@@ -116,7 +116,9 @@ class Claim:
 class Store:
     def __init__(self, url: str, audit_file: Path | None = None) -> None:
         self.engine = make_engine(url)
-        metadata.create_all(self.engine)
+        from bot.schema import migrate  # the schema module imports every table's module
+
+        migrate(self.engine)
         self.audit_file = audit_file
 
     def close(self) -> None:

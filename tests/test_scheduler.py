@@ -94,6 +94,11 @@ def test_a_schedule_survives_a_restart_and_still_fires(services: Services) -> No
         _fire_now(second, schedule.id)
         [(channel, text)] = poster.wait(1)
         assert channel == "C9" and text == "probe a ran on local"
+        deadline = time.monotonic() + 5
+        while second.last_run("probe") is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        last = second.last_run("probe")
+        assert last is not None and last["summary"] == "probe a ran on local" and last["state"] == "done"
     finally:
         second.shutdown()
         restarted_services.close()
