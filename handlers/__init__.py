@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from bot.commands import Command
-from handlers import audit, hosts, images, inspect, pull, report, rmi, search, tags
+from handlers import audit, cleanup, hosts, images, inspect, pull, report, rmi, search, tags
 from handlers import help as help_command
-from handlers.coming_soon import coming_soon
 
 COMMANDS: list[Command] = [
     help_command.COMMAND,
@@ -15,7 +14,7 @@ COMMANDS: list[Command] = [
     images.COMMAND,
     inspect.COMMAND,
     rmi.COMMAND,
-    coming_soon("cleanup", "Preview, run or schedule image cleanup.", "/docker cleanup preview"),
+    cleanup.COMMAND,
     report.COMMAND,
     hosts.COMMAND,
     audit.COMMAND,

@@ -41,3 +41,37 @@ def test_home_tab_with_fifty_hosts(slack_socket: FakeSlack) -> None:
     assert "1 of 50 up" in text
     assert "main (default)" in text and "gone-48" in text
     assert all(len(b.get("text", {}).get("text", "")) <= 3000 for b in view["blocks"])
+
+
+def test_home_shows_next_runs_and_the_last_cleanup(services, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from bot.delivery import Delivery
+    from bot.home import home_blocks
+    from bot.messages import Message
+    from bot.scheduler import RUNNERS, Scheduler
+
+    class Quiet:
+        def post(self, channel: str, message: Message) -> None:
+            pass
+
+    scheduler = Scheduler(services, Delivery(services.store.engine, Quiet()))
+    services.scheduler = scheduler
+    scheduler.start()
+    try:
+        assert "No scheduled cleanup has run yet." in str(home_blocks(services, "U1"))
+        made = scheduler.add(
+            "cleanup",
+            "30 4 * * *",
+            timezone="UTC",
+            channel="C1",
+            host="main",
+            params={"policy": "dangling"},
+            created_by="U1",
+        )
+        scheduler.run(made.id)
+        text = str(home_blocks(services, "U1"))
+        assert f"cleanup on `main` (`{made.id}`, `30 4 * * *` UTC)" in text
+        assert "on `main` (done)" in text
+        assert "cleanup" in RUNNERS
+    finally:
+        scheduler.shutdown()
+        services.scheduler = None

@@ -1,0 +1,356 @@
+"""/docker cleanup preview|now|schedule|list|cancel|pause|resume: image cleanup by policy.
+
+`preview` is a dry run. `now` posts the same preview as a confirmation card (the checks rmi's
+card has: bound to the requester, channel and host, single use, expiring) and removes exactly
+the previewed images on Confirm. A schedule is a standing instruction created by an admin: its
+runs need no confirmation and post one summary each to the schedule's channel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import time
+from typing import Any
+
+from bot import confirmations
+from bot.cleanup import (
+    CleanupPlan,
+    Policy,
+    candidates_table,
+    counts,
+    execute_plan,
+    folded,
+    ledger_of,
+    plan_cleanup,
+    reasons_table,
+    resolve_policy,
+    run_scheduled_cleanup,
+    summary_message,
+)
+from bot.commands import ActionRequest, ArgParser, Command, Reply, Request, UsageError, UserError
+from bot.formatting import ellipsis, format_table, human_size
+from bot.messages import File, Message, actions, button, context, header, mention, plain, section
+from bot.scheduler import register_runner
+
+ACTIONS = ("preview", "now", "schedule", "list", "cancel", "pause", "resume")
+ADMIN_ONLY = {"now", "schedule", "cancel", "pause", "resume"}
+_SHOWN = 20
+
+register_runner("cleanup", run_scheduled_cleanup)
+
+
+def add_arguments(parser: ArgParser) -> None:
+    sub = parser.add_subparsers(dest="action", metavar="{" + ",".join(ACTIONS) + "}")
+    policy_help = 'rules, e.g. "unused-since 14d, keep-newest 3, exclude postgres:*", or a policy\'s name'
+    for name in ("preview", "now"):
+        sub.add_parser(name).add_argument("--policy", help=policy_help)
+    schedule = sub.add_parser("schedule")
+    schedule.add_argument("cron", nargs="+", metavar="CRON", help='e.g. "0 3 * * *" (quote it)')
+    schedule.add_argument("--policy", help=policy_help)
+    schedule.add_argument("--channel", help="where summaries go: #name, C123 or a channel link")
+    schedule.add_argument("--tz", help="time zone of the cron line, e.g. Europe/Berlin (default UTC)")
+    sub.add_parser("list")
+    for name in ("cancel", "pause", "resume"):
+        sub.add_parser(name).add_argument("id", metavar="ID")
+
+
+def required_role(args: argparse.Namespace) -> str:
+    """The router refuses (privately, audited) before `run`: removing and standing orders are admin's."""
+    return "admin" if args.action in ADMIN_ONLY else "viewer"
+
+
+def run(req: Request, reply: Reply) -> None:
+    action = req.args.action
+    if action is None:
+        raise UsageError("say what to do: " + ", ".join(ACTIONS))
+    {
+        "preview": preview,
+        "now": now,
+        "schedule": schedule,
+        "list": list_schedules,
+        "cancel": change_schedule,
+        "pause": change_schedule,
+        "resume": change_schedule,
+    }[action](req, reply)
+
+
+# --------------------------------------------------------------------------------------------- preview
+
+
+def _plan(req: Request) -> tuple[Policy, CleanupPlan]:
+    policy = resolve_policy(req.args.policy, req.services)
+    plan = plan_cleanup(
+        req.host.api, policy, host_name=req.host.name, ledger=ledger_of(req.services), now=time.time()
+    )
+    return policy, plan
+
+
+def preview_message(plan: CleanupPlan, policy: Policy, title: str | None = None) -> Message:
+    """Exactly what a run would remove now (tags, IDs, sizes, the rule), what it keeps and why."""
+    n = len(plan.candidates)
+    title = title or f"Cleanup preview on {plan.host}"
+    what = (
+        f"Would remove *{n} image{'s' if n != 1 else ''}*, freeing at least *{human_size(plan.frees, 4)}*."
+        if n
+        else "*Nothing to remove* under this policy now."
+    )
+    blocks: list[dict[str, Any]] = [
+        header(title),
+        section(f"{what}\nPolicy: `{ellipsis(policy.title, 500)}`"),
+    ]
+    if n:
+        blocks += folded(f"*Would remove ({n})*", candidates_table(plan.candidates, plan.now), n)
+    if plan.kept:
+        blocks += folded(
+            f"*Kept ({len(plan.kept)}):* {counts(plan.kept)}", reasons_table(plan.kept), len(plan.kept)
+        )
+    notes = list(plan.notes)
+    if plan.unmatched:
+        notes.append(
+            f"{plan.unmatched} other image{'s' if plan.unmatched != 1 else ''} not matched by the policy"
+        )
+    if plan.build_cache is not None:
+        notes.append(f"build cache: {human_size(plan.build_cache, 4)} reclaimable would be pruned")
+    notes.append(f"images use {human_size(plan.images_total, 4)} on disk")
+    blocks.append(context(ellipsis("; ".join(notes), 2900)))
+    files = []
+    if n > _SHOWN or len(plan.kept) > _SHOWN:
+        report = (
+            f"{title}\nPolicy: {policy.text}\n\nWould remove ({n}):\n"
+            f"{candidates_table(plan.candidates, plan.now)}\n\nKept ({len(plan.kept)}):\n"
+            f"{reasons_table(plan.kept)}\n"
+        )
+        files.append(File(f"cleanup-preview-{plan.host}.txt", report, title))
+    text = f"{title}: would remove {n} images, freeing at least {human_size(plan.frees, 4)}"
+    return Message(text=text, blocks=blocks, files=files)
+
+
+def preview(req: Request, reply: Reply) -> None:
+    policy, plan = _plan(req)
+    reply.send(preview_message(plan, policy))
+
+
+# --------------------------------------------------------------------------------------------- now
+
+
+def now(req: Request, reply: Reply) -> None:
+    policy, plan = _plan(req)
+    store = req.services.store
+    if not plan.candidates and not policy.build_cache:
+        reply.send(preview_message(plan, policy, f"Cleanup on {plan.host}: nothing to do"))
+        return
+    pending = store.create_pending(
+        kind="cleanup",
+        user=req.user,
+        channel=req.channel,
+        host=req.host.name,
+        payload={"plan": plan.to_dict(), "build_cache": policy.build_cache},
+        ttl=req.services.settings.confirm_ttl,
+    )
+    store.audit(
+        user=req.user,
+        channel=req.channel,
+        host=req.host.name,
+        action="cleanup.preview",
+        tags=[],
+        result=f"card posted: {len(plan.candidates)} images, policy {policy.text}"[:2000],
+        request_id=req.request_id,
+    )
+    title = f"Run this cleanup on {plan.host}?"
+    card = preview_message(plan, policy, title)
+    expires = time.strftime("%H:%M UTC", time.gmtime(pending.expires_at))
+    card.blocks.append(
+        context(f"Asked by {mention(req.user)} · only they or an admin can confirm · expires {expires}")
+    )
+    card.blocks.append(
+        actions(
+            button(
+                "Confirm",
+                "cleanup.confirm",
+                pending.id,
+                style="danger",
+                confirm=(
+                    title,
+                    f"This removes {len(plan.candidates)} images from {plan.host}. It cannot be undone.",
+                ),
+            ),
+            button("Cancel", "cleanup.cancel", pending.id),
+        )
+    )
+    card.in_channel = True
+    reply.send(card)
+
+
+def on_confirm(req: ActionRequest, reply: Reply) -> None:
+    pending = confirmations.decide(req, reply, "cleanup", "running")
+    if pending is None:
+        return
+    host = req.services.hosts.get(pending.host)
+    plan = CleanupPlan.from_dict(pending.payload["plan"])
+    try:
+        result = execute_plan(
+            req.services,
+            host,
+            plan,
+            bool(pending.payload.get("build_cache")),
+            user=req.user,
+            channel=req.channel,
+            request_id=req.request_id,
+        )
+    except Exception as error:
+        req.services.store.finish(pending.id, f"failed: {error}")
+        raise
+    message = summary_message(host.name, result, None)
+    message.blocks.insert(1, context(f"Confirmed by {mention(req.user)}"))
+    req.services.store.finish(pending.id, message.text[:2000])
+    reply.update(req.message, message)
+
+
+def on_cancel(req: ActionRequest, reply: Reply) -> None:
+    confirmations.cancel(req, reply, "cleanup")
+
+
+# --------------------------------------------------------------------------------------------- schedules
+
+_CHANNEL_LINK = re.compile(r"<#([CGD][A-Z0-9]+)(?:\|[^>]*)?>")
+_CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{2,}")
+_CHANNEL_NAME = re.compile(r"#[a-z0-9][a-z0-9._-]{0,79}")
+
+
+def parse_channel(text: str) -> str:
+    """`<#C123|ops>` or `<#C123>` -> C123; `C123` and `#ops` as they are."""
+    text = text.strip()
+    if match := _CHANNEL_LINK.fullmatch(text):
+        return match.group(1)
+    if _CHANNEL_ID.fullmatch(text) or _CHANNEL_NAME.fullmatch(text):
+        return text
+    raise UserError(
+        f"`{ellipsis(text, 80)}` is not a channel. Use `#name`, a channel ID like `C0123ABC`, or pick one."
+    )
+
+
+def _channel(channel: str) -> str:
+    return f"<#{channel}>" if _CHANNEL_ID.fullmatch(channel) else channel
+
+
+def _scheduler(req: Request) -> Any:
+    scheduler = req.services.scheduler
+    if scheduler is None:
+        raise UserError("Scheduling is not running in this process.")
+    return scheduler
+
+
+def _when(moment: Any) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M %Z") if moment else "never (paused)"
+
+
+def schedule(req: Request, reply: Reply) -> None:
+    scheduler = _scheduler(req)
+    policy = resolve_policy(req.args.policy, req.services)  # a bad policy fails now, not at 03:00
+    channel = parse_channel(req.args.channel) if req.args.channel else req.channel
+    timezone = req.args.tz or getattr(req.services.settings, "timezone", None) or "UTC"
+    cron = " ".join(req.args.cron)
+    made = scheduler.add(
+        "cleanup",
+        cron,
+        timezone=timezone,
+        channel=channel,
+        host=req.host.name,
+        params={"policy": (req.args.policy or "").strip()},
+        created_by=req.user,
+    )
+    req.services.store.audit(
+        user=req.user,
+        channel=req.channel,
+        host=req.host.name,
+        action="cleanup.schedule",
+        result=f"schedule {made.id}: {cron} ({timezone}) to {channel}, policy {policy.text}"[:2000],
+        request_id=req.request_id,
+    )
+    reply.send(
+        Message(
+            text=f"Scheduled cleanup {made.id}",
+            blocks=[
+                section(
+                    f"Scheduled cleanup `{made.id}` on {made.host}: `{cron}` ({timezone}).\n"
+                    f"Policy: `{ellipsis(policy.title, 500)}`\n"
+                    f"Each run removes without asking and posts one summary to {_channel(channel)}."
+                ),
+                context(
+                    f"Next run: {_when(made.next_run)} · "
+                    "`/docker cleanup preview` shows what it would remove now"
+                ),
+            ],
+            in_channel=True,
+        )
+    )
+
+
+def list_schedules(req: Request, reply: Reply) -> None:
+    schedules = _scheduler(req).list("cleanup")
+    if not schedules:
+        reply.send(
+            plain('No cleanup schedules. An admin can add one: `/docker cleanup schedule "0 3 * * *"`.')
+        )
+        return
+    rows = [
+        [
+            s.id,
+            s.cron,
+            s.timezone,
+            s.channel,
+            s.host,
+            ellipsis(s.params.get("policy") or "(default)", 40),
+            "paused" if s.paused else "active",
+            _when(s.next_run) if not s.paused else "-",
+            s.created_by,
+        ]
+        for s in schedules
+    ]
+    table = format_table(["ID", "CRON", "TZ", "CHANNEL", "HOST", "POLICY", "STATE", "NEXT RUN", "BY"], rows)
+    reply.send(
+        Message(
+            text=f"{len(schedules)} cleanup schedules",
+            blocks=folded(f"*Cleanup schedules ({len(rows)})*", table, len(rows)),
+        )
+    )
+
+
+def change_schedule(req: Request, reply: Reply) -> None:
+    action = req.args.action
+    scheduler = _scheduler(req)
+    existing = scheduler.get(req.args.id)
+    if existing.kind != "cleanup":
+        raise UserError(
+            f"`{req.args.id}` is a {existing.kind} schedule; use `/docker {existing.kind} {action}`."
+        )
+    changed = getattr(scheduler, action)(req.args.id)
+    req.services.store.audit(
+        user=req.user,
+        channel=req.channel,
+        host=changed.host,
+        action=f"cleanup.{action}",
+        result=f"schedule {changed.id}: {changed.cron} ({changed.timezone})",
+        request_id=req.request_id,
+    )
+    done = {"cancel": "Cancelled", "pause": "Paused", "resume": "Resumed"}[action]
+    after = f" Next run: {_when(changed.next_run)}." if action == "resume" else ""
+    reply.send(
+        plain(
+            f"{done} cleanup schedule `{changed.id}` (`{changed.cron}`, {changed.timezone}) "
+            f"on {changed.host}.{after}"
+        )
+    )
+
+
+COMMAND = Command(
+    name="cleanup",
+    summary="Preview, run (after you confirm) or schedule image cleanup by policy.",
+    example='/docker cleanup preview --policy "unused-since 14d, keep-newest 3, exclude postgres:*"',
+    run=run,
+    add_arguments=add_arguments,
+    actions={"cleanup.confirm": on_confirm, "cleanup.cancel": on_cancel},
+    required_role=required_role,
+    fleet=lambda args: args.action == "preview",  # `--host all`: a dry run on every host
+)
