@@ -68,14 +68,19 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         if services.scheduler is not None:
             services.scheduler.shutdown(wait=False)
+        if services.ledger is not None:
+            services.ledger.stop()
         services.close()
 
 
 def start_background(services: Services, poster: Poster) -> None:
-    """The scheduler (standing instructions) for this process."""
+    """This process's standing work: the scheduler, and the last-use ledger following each engine."""
     from bot.delivery import Delivery
+    from bot.ledger import Ledger
     from bot.scheduler import Scheduler
 
+    services.ledger = Ledger(services.store.engine)
+    services.ledger.start_watching(services.hosts)
     scheduler = Scheduler(services, Delivery(services.store.engine, poster))
     services.scheduler = scheduler
     scheduler.start()

@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from bot.access import AccessPolicy
+from bot.commands import UserError
 from bot.config import Settings
 from bot.hosts import DockerHost, TlsPaths
 
@@ -96,4 +97,11 @@ def policies(raw: dict[str, Any]) -> dict[str, str]:
         raise ConfigError(
             'policies: each policy is a string of rules, e.g. "unused-since 14d, keep-newest 3"'
         )
-    return {str(k): v for k, v in named.items()}
+    from bot.policy import check_policies
+
+    named = {str(k): v for k, v in named.items()}
+    try:
+        check_policies(named)  # a bad rule stops start-up, not the 03:00 run
+    except UserError as error:
+        raise ConfigError(str(error)) from None
+    return named

@@ -52,6 +52,7 @@ class Request:
     request_id: str
     role: str | None = "viewer"  # the asker's role on `host` (bot/access.py)
     local: bool = False  # typed in the terminal by someone who already holds the engine
+    host_spec: str | None = None  # `--host` as typed (`all`, `a,b`), for commands that keep it (schedules)
 
     @property
     def is_admin(self) -> bool:
@@ -114,6 +115,8 @@ class Command:
     required_role: Callable[[argparse.Namespace], str] | None = None
     # Whether this invocation may run on several hosts at once (`--host all`): reads only.
     fleet: Callable[[argparse.Namespace], bool] = lambda args: False
+    # Whether this invocation takes several hosts as one target (a schedule over `--host all`).
+    spans_hosts: Callable[[argparse.Namespace], bool] = lambda args: False
 
     def role_for(self, args: argparse.Namespace) -> str:
         return self.required_role(args) if self.required_role else self.role

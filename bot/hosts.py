@@ -162,7 +162,11 @@ class HostPool:
             return [self.default]
         if spec == "all":
             return list(self._hosts.values())
-        return [self.get(name.strip()) for name in spec.split(",") if name.strip()]
+        names = [name.strip() for name in spec.split(",") if name.strip()]
+        if not names:
+            known = ", ".join(f"`{n}`" for n in self._hosts)
+            raise UserError(f"`--host` needs a host name, or `all`. Known hosts: {known}.")
+        return [self.get(name) for name in dict.fromkeys(names)]
 
     def close(self) -> None:
         for host in self._hosts.values():

@@ -131,7 +131,8 @@ class Router:
                     return
                 hosts = self.services.hosts.select(host_spec)
                 host = hosts[0]
-                if (host_spec == "all" or len(hosts) > 1) and not cmd.fleet(args):
+                several = host_spec == "all" or len(hosts) > 1
+                if several and not (cmd.fleet(args) or cmd.spans_hosts(args)):
                     raise UserError(
                         f"`/docker {cmd.name}` runs on one host at a time; name it with `--host NAME`."
                     )
@@ -145,9 +146,17 @@ class Router:
                             cmd, needed, roles[target.name], target, user, channel, request_id, reply
                         )
                         return
-                if len(hosts) == 1 and host_spec != "all":
+                if not several or cmd.spans_hosts(args):
                     request = Request(
-                        user, channel, args, host, self.services, request_id, roles[host.name], local
+                        user,
+                        channel,
+                        args,
+                        host,
+                        self.services,
+                        request_id,
+                        roles[host.name],
+                        local,
+                        host_spec,
                     )
                     cmd.run(request, reply)
                 else:

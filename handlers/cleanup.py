@@ -9,33 +9,22 @@ runs need no confirmation and post one summary each to the schedule's channel.
 from __future__ import annotations
 
 import argparse
-import re
 import time
 from typing import Any
 
 from bot import confirmations
-from bot.cleanup import (
-    CleanupPlan,
-    Policy,
-    candidates_table,
-    counts,
-    execute_plan,
-    folded,
-    ledger_of,
-    plan_cleanup,
-    reasons_table,
-    resolve_policy,
-    run_scheduled_cleanup,
-    summary_message,
-)
+from bot.channels import channel_text, parse_channel
+from bot.cleanup import execute_plan, plan_now, run_scheduled_cleanup
+from bot.cleanup_plan import CleanupPlan
+from bot.cleanup_report import folded, preview_message, summary_message
 from bot.commands import ActionRequest, ArgParser, Command, Reply, Request, UsageError, UserError
-from bot.formatting import ellipsis, format_table, human_size
-from bot.messages import File, Message, actions, button, context, header, mention, plain, section
+from bot.formatting import ellipsis, format_table
+from bot.messages import Message, actions, button, context, mention, plain, section
+from bot.policy import Policy, resolve_policy
 from bot.scheduler import register_runner
 
 ACTIONS = ("preview", "now", "schedule", "list", "cancel", "pause", "resume")
 ADMIN_ONLY = {"now", "schedule", "cancel", "pause", "resume"}
-_SHOWN = 20
 
 register_runner("cleanup", run_scheduled_cleanup)
 
@@ -80,50 +69,7 @@ def run(req: Request, reply: Reply) -> None:
 
 def _plan(req: Request) -> tuple[Policy, CleanupPlan]:
     policy = resolve_policy(req.args.policy, req.services)
-    plan = plan_cleanup(
-        req.host.api, policy, host_name=req.host.name, ledger=ledger_of(req.services), now=time.time()
-    )
-    return policy, plan
-
-
-def preview_message(plan: CleanupPlan, policy: Policy, title: str | None = None) -> Message:
-    """Exactly what a run would remove now (tags, IDs, sizes, the rule), what it keeps and why."""
-    n = len(plan.candidates)
-    title = title or f"Cleanup preview on {plan.host}"
-    what = (
-        f"Would remove *{n} image{'s' if n != 1 else ''}*, freeing at least *{human_size(plan.frees, 4)}*."
-        if n
-        else "*Nothing to remove* under this policy now."
-    )
-    blocks: list[dict[str, Any]] = [
-        header(title),
-        section(f"{what}\nPolicy: `{ellipsis(policy.title, 500)}`"),
-    ]
-    if n:
-        blocks += folded(f"*Would remove ({n})*", candidates_table(plan.candidates, plan.now), n)
-    if plan.kept:
-        blocks += folded(
-            f"*Kept ({len(plan.kept)}):* {counts(plan.kept)}", reasons_table(plan.kept), len(plan.kept)
-        )
-    notes = list(plan.notes)
-    if plan.unmatched:
-        notes.append(
-            f"{plan.unmatched} other image{'s' if plan.unmatched != 1 else ''} not matched by the policy"
-        )
-    if plan.build_cache is not None:
-        notes.append(f"build cache: {human_size(plan.build_cache, 4)} reclaimable would be pruned")
-    notes.append(f"images use {human_size(plan.images_total, 4)} on disk")
-    blocks.append(context(ellipsis("; ".join(notes), 2900)))
-    files = []
-    if n > _SHOWN or len(plan.kept) > _SHOWN:
-        report = (
-            f"{title}\nPolicy: {policy.text}\n\nWould remove ({n}):\n"
-            f"{candidates_table(plan.candidates, plan.now)}\n\nKept ({len(plan.kept)}):\n"
-            f"{reasons_table(plan.kept)}\n"
-        )
-        files.append(File(f"cleanup-preview-{plan.host}.txt", report, title))
-    text = f"{title}: would remove {n} images, freeing at least {human_size(plan.frees, 4)}"
-    return Message(text=text, blocks=blocks, files=files)
+    return policy, plan_now(req.services, req.host, policy)
 
 
 def preview(req: Request, reply: Reply) -> None:
@@ -213,26 +159,6 @@ def on_cancel(req: ActionRequest, reply: Reply) -> None:
 
 # --------------------------------------------------------------------------------------------- schedules
 
-_CHANNEL_LINK = re.compile(r"<#([CGD][A-Z0-9]+)(?:\|[^>]*)?>")
-_CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{2,}")
-_CHANNEL_NAME = re.compile(r"#[a-z0-9][a-z0-9._-]{0,79}")
-
-
-def parse_channel(text: str) -> str:
-    """`<#C123|ops>` or `<#C123>` -> C123; `C123` and `#ops` as they are."""
-    text = text.strip()
-    if match := _CHANNEL_LINK.fullmatch(text):
-        return match.group(1)
-    if _CHANNEL_ID.fullmatch(text) or _CHANNEL_NAME.fullmatch(text):
-        return text
-    raise UserError(
-        f"`{ellipsis(text, 80)}` is not a channel. Use `#name`, a channel ID like `C0123ABC`, or pick one."
-    )
-
-
-def _channel(channel: str) -> str:
-    return f"<#{channel}>" if _CHANNEL_ID.fullmatch(channel) else channel
-
 
 def _scheduler(req: Request) -> Any:
     scheduler = req.services.scheduler
@@ -256,7 +182,7 @@ def schedule(req: Request, reply: Reply) -> None:
         cron,
         timezone=timezone,
         channel=channel,
-        host=req.host.name,
+        host=req.host_spec or req.host.name,
         params={"policy": (req.args.policy or "").strip()},
         created_by=req.user,
     )
@@ -275,7 +201,7 @@ def schedule(req: Request, reply: Reply) -> None:
                 section(
                     f"Scheduled cleanup `{made.id}` on {made.host}: `{cron}` ({timezone}).\n"
                     f"Policy: `{ellipsis(policy.title, 500)}`\n"
-                    f"Each run removes without asking and posts one summary to {_channel(channel)}."
+                    f"Each run removes without asking and posts one summary to {channel_text(channel)}."
                 ),
                 context(
                     f"Next run: {_when(made.next_run)} · "
@@ -353,4 +279,5 @@ COMMAND = Command(
     actions={"cleanup.confirm": on_confirm, "cleanup.cancel": on_cancel},
     required_role=required_role,
     fleet=lambda args: args.action == "preview",  # `--host all`: a dry run on every host
+    spans_hosts=lambda args: args.action == "schedule",  # one schedule for the fleet, one summary
 )

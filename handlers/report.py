@@ -9,9 +9,9 @@ escapes argparse as ArgumentError rather than our UsageError, so the choice is c
 
 from __future__ import annotations
 
-import re
 from zoneinfo import ZoneInfo
 
+from bot.channels import channel_text, parse_channel
 from bot.commands import ArgParser, Command, Reply, Request, UsageError
 from bot.images import shown
 from bot.messages import Message, plain, section
@@ -22,10 +22,6 @@ ACTIONS = ("now", "schedule")
 DEFAULT_TZ = "UTC"
 
 register_runner("report", run_scheduled_report)
-
-_CHANNEL_ID = re.compile(r"[CG][A-Z0-9]{6,20}")
-_CHANNEL_MENTION = re.compile(r"<#([CG][A-Z0-9]{6,20})(?:\|[^>]*)?>")  # Slack's escaped #mention
-_CHANNEL_NAME = re.compile(r"#?([a-z0-9][a-z0-9_-]{0,79})")
 
 
 def add_arguments(parser: ArgParser) -> None:
@@ -41,23 +37,6 @@ def add_arguments(parser: ArgParser) -> None:
     parser.add_argument(
         "--tz", help=f"with schedule: the time zone of CRON, e.g. Europe/Berlin (default {DEFAULT_TZ})"
     )
-
-
-def parse_channel(text: str) -> str:
-    """`#name` (kept as a name: chat.postMessage accepts it), `C123…`, or Slack's `<#C123|name>` → C123."""
-    text = text.strip()
-    for pattern in (_CHANNEL_MENTION, _CHANNEL_ID):
-        if match := pattern.fullmatch(text):
-            return match.group(1) if pattern.groups else text
-    if match := _CHANNEL_NAME.fullmatch(text):
-        return "#" + match.group(1)
-    raise UsageError(
-        f"`{shown(text)}` is not a channel: use #name, a channel ID such as C0123ABCD, or a #mention"
-    )
-
-
-def _channel_text(channel: str) -> str:
-    return f"<#{channel}>" if _CHANNEL_ID.fullmatch(channel) else channel
 
 
 def run(req: Request, reply: Reply) -> None:
@@ -88,7 +67,13 @@ def schedule(req: Request, reply: Reply) -> None:
         reply.private(plain("Scheduling is not running in this process."))
         return
     made = scheduler.add(
-        "report", cron, timezone=timezone, channel=channel, host=req.host.name, params={}, created_by=req.user
+        "report",
+        cron,
+        timezone=timezone,
+        channel=channel,
+        host=req.host_spec or req.host.name,
+        params={},
+        created_by=req.user,
     )
     store.audit(
         **audit, action="report.schedule", result=f"scheduled {made.id}: {cron} ({timezone}) to {channel}"
@@ -101,7 +86,7 @@ def scheduled_message(made: Schedule) -> Message:
     nxt = when if isinstance(when, str) else when.strftime("%Y-%m-%d %H:%M %Z")
     text = (
         f"Disk-usage report scheduled as `{made.id}`: `{made.cron}` ({made.timezone}) for host "
-        f"`{made.host}`, posted to {_channel_text(made.channel)}. Next run: {nxt}."
+        f"`{made.host}`, posted to {channel_text(made.channel)}. Next run: {nxt}."
     )
     return Message(text=text, blocks=[section(text)], in_channel=True)
 
@@ -114,4 +99,5 @@ COMMAND = Command(
     add_arguments=add_arguments,
     required_role=lambda args: "admin" if args.action == "schedule" else "viewer",
     fleet=lambda args: args.action == "now",
+    spans_hosts=lambda args: args.action == "schedule",
 )

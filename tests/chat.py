@@ -3,15 +3,21 @@
 It drives the real terminal adapter, so tests read like a conversation:
 
     assert "Using default tag: latest" in chat("/docker pull ubuntu")
+
+Typed lines come from the terminal user (an admin); `say_as` and `press_as` act as someone else.
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from pathlib import Path
 
 from bot.router import Router
-from bot.terminal import Shell
+from bot.terminal import Shell, TerminalRef, TerminalReply
+
+# A card's buttons (lower-cased label -> action id, value) and the message they belong to.
+Card = tuple[dict[str, tuple[str, str]], TerminalRef | None]
 
 
 class ChatBot:
@@ -20,10 +26,35 @@ class ChatBot:
         self.shell = Shell(router, out=self.out, files_dir=files_dir)
 
     def __call__(self, line: str) -> str:
-        start = len(self.out.getvalue())
-        self.shell.run_line(line)
-        return self.out.getvalue()[start:]
+        return self._output_of(lambda: self.shell.run_line(line))
 
     @property
     def transcript(self) -> str:
         return self.out.getvalue()
+
+    def card(self) -> Card:
+        """The latest card's buttons, kept to press again after the card has changed."""
+        return dict(self.shell.buttons), self.shell.buttons_ref
+
+    def say_as(self, line: str, user: str, *, channel: str = "C1") -> str:
+        """A command from a Slack user in a channel (not the terminal's admin)."""
+        reply = TerminalReply(self.shell)
+        return self._output_of(
+            lambda: self.shell.router.handle(line, user=user, channel=channel, reply=reply)
+        )
+
+    def press_as(self, label: str, user: str, *, local: bool = False, card: Card | None = None) -> str:
+        """Press a button of the latest card (or of `card`, kept earlier) as another Slack user would."""
+        buttons, ref = card or self.card()
+        action_id, value = buttons[label.lower()]
+        reply = TerminalReply(self.shell)
+        return self._output_of(
+            lambda: self.shell.router.press(
+                action_id, value, user=user, channel="terminal", message=ref, reply=reply, local=local
+            )
+        )
+
+    def _output_of(self, act: Callable[[], None]) -> str:
+        start = len(self.out.getvalue())
+        act()
+        return self.out.getvalue()[start:]

@@ -21,28 +21,23 @@ from types import SimpleNamespace
 
 import pytest
 
-from bot import cleanup as cleanup_module
-from bot.cleanup import (
-    execute_cleanup,
-    load_policies,
-    parse_policy,
-    plan_cleanup,
-    resolve_policy,
-    run_scheduled_cleanup,
-    summary_message,
-)
-from bot.commands import UserError
+from bot import cleanup_run
+from bot.channels import channel_text, parse_channel
+from bot.cleanup import run_scheduled_cleanup
+from bot.cleanup_plan import plan_cleanup
+from bot.cleanup_report import summary_message
+from bot.cleanup_run import execute_cleanup
+from bot.commands import UsageError, UserError
 from bot.delivery import Delivery
 from bot.hosts import DockerHost
 from bot.ledger import Ledger
 from bot.messages import MAX_SECTION_TEXT, Message
+from bot.policy import load_policies, parse_policy, resolve_policy
 from bot.render_text import render
 from bot.router import Router
 from bot.sandbox import Engine
 from bot.scheduler import Scheduler
 from bot.services import Services
-from bot.terminal import TerminalReply
-from handlers.cleanup import parse_channel
 from tests.chat import ChatBot
 
 DAY = 86400.0
@@ -281,7 +276,7 @@ def test_the_engine_refuses_what_became_used_and_the_run_goes_on(
     """Between the re-check and the removal a container can appear: no force, so the engine's 409 wins."""
     api = host(services).api
     plan = plan_cleanup(api, parse_policy("unused"), host_name="local", ledger=None, now=time.time())
-    real = cleanup_module._recheck
+    real = cleanup_run._recheck
 
     def recheck_then_race(cand, fresh):  # type: ignore[no-untyped-def]
         current, skip = real(cand, fresh)
@@ -289,7 +284,7 @@ def test_the_engine_refuses_what_became_used_and_the_run_goes_on(
             engine.cli("create", "--name", "racer", "old/app:1")
         return current, skip
 
-    monkeypatch.setattr(cleanup_module, "_recheck", recheck_then_race)
+    monkeypatch.setattr(cleanup_run, "_recheck", recheck_then_race)
     result = execute_cleanup(api, plan, workers=1)
     skipped = {s.image_id: s for s in result.skipped}
     assert skipped[mix.ids["old"]].category == "conflict"
@@ -374,13 +369,47 @@ def test_named_policies_from_the_bot_config() -> None:
         resolve_policy("nightly", services)
 
 
-def test_channels() -> None:
-    assert parse_channel("<#C0123ABC|ops>") == "C0123ABC"
-    assert parse_channel("<#C0123ABC>") == "C0123ABC"
-    assert parse_channel("C0123ABC") == "C0123ABC"
-    assert parse_channel("#ops-alerts") == "#ops-alerts"
-    with pytest.raises(UserError, match="is not a channel"):
-        parse_channel("ops alerts")
+# `--channel` of `cleanup schedule` and `report schedule` (bot/channels.py).
+@pytest.mark.parametrize(
+    ("text", "channel"),
+    [
+        ("<#C0123ABC|ops>", "C0123ABC"),
+        ("<#C0123ABC>", "C0123ABC"),
+        ("<#C0123ABCD|ops>", "C0123ABCD"),
+        ("<#C0123ABCD>", "C0123ABCD"),
+        ("<#G0PRIVATE|secret-ops>", "G0PRIVATE"),
+        ("C0123ABC", "C0123ABC"),
+        ("C0123ABCD", "C0123ABCD"),
+        ("G0123ABCD", "G0123ABCD"),
+        ("D0123ABCD", "D0123ABCD"),
+        (" C0123ABCD ", "C0123ABCD"),
+        ("#ops-alerts", "#ops-alerts"),
+        ("#release.v2_ci", "#release.v2_ci"),
+        ("ops", "#ops"),
+        ("#" + "a" * 80, "#" + "a" * 80),
+    ],
+)
+def test_channel_forms(text: str, channel: str) -> None:
+    assert parse_channel(text) == channel
+
+
+NOT_CHANNELS = [
+    "ops alerts", "bad name!", "#Ops", "#", "", "#" + "a" * 81, "X0123ABCD", "C", "c0123abc!",
+    "<#c0123abc>", "<#C0123ABCD", "<@U0123ABCD>", "#-ops",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("text", NOT_CHANNELS)
+def test_not_a_channel_gets_the_usage(text: str) -> None:
+    with pytest.raises(UsageError, match="is not a channel: use #name, a channel ID such as C0123ABCD"):
+        parse_channel(text)
+
+
+def test_a_reply_mentions_an_id_and_shows_a_name() -> None:
+    assert channel_text("C0123ABCD") == "<#C0123ABCD>"
+    assert channel_text("D0123ABCD") == "<#D0123ABCD>"
+    assert channel_text("#ops") == "#ops"
+    assert channel_text("terminal") == "terminal"
 
 
 # --------------------------------------------------------------------------------------------- chat
@@ -408,39 +437,20 @@ def test_preview_then_now_with_confirm_in_chat(mix: Mix, chat: ChatBot, engine: 
     assert "Unknown command confirm" in chat("confirm"), "the card's buttons are gone"
 
 
-def press(chat: ChatBot, label: str, *, user: str, local: bool = False, card: tuple | None = None) -> str:
-    """Press a button of the latest card (or of `card`, saved earlier) as another Slack user would."""
-    buttons, ref = card or (chat.shell.buttons, chat.shell.buttons_ref)
-    action_id, value = buttons[label.lower()]
-    start = len(chat.out.getvalue())
-    chat.shell.router.press(
-        action_id,
-        value,
-        user=user,
-        channel="terminal",
-        message=ref,
-        reply=TerminalReply(chat.shell),
-        local=local,
-    )
-    return chat.out.getvalue()[start:]
-
-
 def test_the_card_has_rmis_guarantees(mix: Mix, chat: ChatBot, router: Router, engine: Engine) -> None:
     chat('cleanup now --policy "dangling"')
-    assert "Only terminal, who asked, or an admin can decide this" in press(chat, "confirm", user="U999")
+    assert "Only terminal, who asked, or an admin can decide this" in chat.press_as("confirm", "U999")
     assert mix.ids["dangling-old"] in present(engine)
     assert "Cancelled by terminal. Nothing was changed." in chat("cancel")
     assert mix.ids["dangling-old"] in present(engine)
 
-    start = len(chat.out.getvalue())
-    router.handle("cleanup now", user="U555", channel="C1", reply=TerminalReply(chat.shell))
-    assert "needs the admin role" in chat.out.getvalue()[start:]
+    assert "needs the admin role" in chat.say_as("cleanup now", "U555")
     assert router.services.store.recent_audit(1)[0]["action"] == "cleanup.refused"
 
     chat('cleanup now --policy "dangling"')
-    card = (dict(chat.shell.buttons), chat.shell.buttons_ref)  # a second press of the same card
-    first = press(chat, "confirm", user="terminal", local=True, card=card)
-    second = press(chat, "confirm", user="terminal", local=True, card=card)
+    card = chat.card()  # a second press of the same card
+    first = chat.press_as("confirm", "terminal", local=True, card=card)
+    second = chat.press_as("confirm", "terminal", local=True, card=card)
     assert "1 image removed" in first and "Already done" in second
     assert mix.ids["dangling-old"] not in present(engine)
     actions = [e["action"] for e in router.services.store.recent_audit(10)]
@@ -563,11 +573,8 @@ def test_schedule_list_pause_resume_run_cancel(
 
 def test_schedules_are_for_admins_and_bad_ones_are_refused(scheduled: tuple[Services, Posted]) -> None:
     services, _ = scheduled
-    router = Router(services)
-    chat = ChatBot(router)
-    start = len(chat.out.getvalue())
-    router.handle('cleanup schedule "0 3 * * *"', user="U555", channel="C1", reply=TerminalReply(chat.shell))
-    assert "needs the admin role" in chat.out.getvalue()[start:]
+    chat = ChatBot(Router(services))
+    assert "needs the admin role" in chat.say_as('cleanup schedule "0 3 * * *"', "U555")
     assert "not a cron expression" in chat('cleanup schedule "0 3 * *"')
     assert "Unknown time zone" in chat('cleanup schedule "0 3 * * *" --tz Mars/Olympus')
     assert "Unknown cleanup rule" in chat('cleanup schedule "0 3 * * *" --policy "everything"')

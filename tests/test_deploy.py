@@ -485,8 +485,10 @@ def test_the_bot_works_through_the_proxy(
 ) -> None:
     """Every engine call of the bot's commands, its readiness check, the last-use ledger and the
     build-cache prune go through; the proxy refuses none of them."""
-    from bot.cleanup import execute_cleanup, parse_policy, plan_cleanup
+    from bot.cleanup_plan import plan_cleanup
+    from bot.cleanup_run import execute_cleanup
     from bot.ledger import Ledger
+    from bot.policy import parse_policy
     from bot.server import Readiness
 
     monkeypatch.setenv("DOCKER_HOST", proxy.url)

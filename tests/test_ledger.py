@@ -9,8 +9,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from bot.cleanup import execute_cleanup, parse_policy, plan_cleanup
+from bot.cleanup_plan import plan_cleanup
+from bot.cleanup_run import execute_cleanup
 from bot.ledger import Ledger
+from bot.policy import parse_policy
 from bot.sandbox import Engine
 from bot.services import Services, build_services
 from tests.test_cleanup import DAY, Spec, image_id, load_images, present

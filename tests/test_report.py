@@ -38,8 +38,6 @@ from bot.router import Router
 from bot.sandbox import Engine
 from bot.scheduler import Scheduler
 from bot.services import Services
-from bot.terminal import TerminalReply
-from handlers.report import parse_channel
 from tests.chat import ChatBot
 from tests.conftest import SlackHttpBot
 
@@ -422,9 +420,7 @@ def test_report_now_in_the_terminal(chat: ChatBot, seeded: Engine, tmp_path: Pat
 
 
 def test_report_now_is_for_everyone(router: Router, seeded: Engine) -> None:
-    chat = ChatBot(router)
-    router.handle("report now", user="U555", channel="C1", reply=TerminalReply(chat.shell))
-    assert "TYPE            TOTAL" in chat.out.getvalue()
+    assert "TYPE            TOTAL" in ChatBot(router).say_as("report now", "U555")
 
 
 def test_report_now_through_slack(slack_http: SlackHttpBot, seeded: Engine) -> None:
@@ -458,14 +454,6 @@ def test_report_now_through_slack(slack_http: SlackHttpBot, seeded: Engine) -> N
 def test_bad_input_gets_a_short_usage_reply(chat: ChatBot, line: str, expected: str) -> None:
     out = chat(line)
     assert expected in out and "Usage:" in out and "Traceback" not in out
-
-
-def test_channel_forms() -> None:
-    assert parse_channel("#ops-alerts") == "#ops-alerts"
-    assert parse_channel("ops") == "#ops"
-    assert parse_channel("C0123ABCD") == "C0123ABCD"
-    assert parse_channel("<#C0123ABCD|ops>") == "C0123ABCD"
-    assert parse_channel("<#C0123ABCD>") == "C0123ABCD"
 
 
 # --------------------------------------------------------------------------------------------- schedules
@@ -523,9 +511,7 @@ def test_schedule_defaults_to_this_channel_and_utc(chat: ChatBot, scheduler: tup
 
 
 def test_only_admins_schedule(router: Router, scheduler: tuple[Scheduler, Inbox]) -> None:
-    chat = ChatBot(router)
-    router.handle('report schedule "0 8 * * 1"', user="U555", channel="C1", reply=TerminalReply(chat.shell))
-    assert "needs the admin role" in chat.out.getvalue()
+    assert "needs the admin role" in ChatBot(router).say_as('report schedule "0 8 * * 1"', "U555")
     assert scheduler[0].list("report") == []
     assert router.services.store.recent_audit(1)[0]["action"] == "report.refused"
 

@@ -9,7 +9,6 @@ import time
 from bot.router import Router
 from bot.sandbox import Engine
 from bot.services import Services, build_services
-from bot.terminal import TerminalReply
 from tests.chat import ChatBot
 
 
@@ -19,22 +18,6 @@ def image_id(engine: Engine, ref: str) -> str:
 
 def exists(engine: Engine, ref: str) -> bool:
     return engine.cli("image", "inspect", ref, check=False).returncode == 0
-
-
-def press(chat: ChatBot, label: str, *, user: str, local: bool = False) -> str:
-    """Press a button of the latest card as another Slack user would."""
-    action_id, value = chat.shell.buttons[label.lower()]
-    start = len(chat.out.getvalue())
-    chat.shell.router.press(
-        action_id,
-        value,
-        user=user,
-        channel="terminal",
-        message=chat.shell.buttons_ref,
-        reply=TerminalReply(chat.shell),
-        local=local,
-    )
-    return chat.out.getvalue()[start:]
 
 
 def test_rmi_by_tag_shows_a_card_and_removes_only_on_confirm(chat: ChatBot, clean_engine: Engine) -> None:
@@ -155,7 +138,7 @@ def test_ten_presses_at_once_execute_once(chat: ChatBot, clean_engine: Engine) -
 
     def go() -> None:
         barrier.wait()
-        outputs.append(press(chat, "confirm", user="terminal", local=True))
+        outputs.append(chat.press_as("confirm", "terminal", local=True))
 
     threads = [threading.Thread(target=go) for _ in range(10)]
     for t in threads:
@@ -170,8 +153,11 @@ def test_ten_presses_at_once_execute_once(chat: ChatBot, clean_engine: Engine) -
 def test_another_user_is_refused_and_nothing_changes(chat: ChatBot, clean_engine: Engine) -> None:
     clean_engine.cli("pull", "ubuntu")
     chat("rmi ubuntu")
-    out = press(chat, "confirm", user="U999")
-    assert "Only terminal, who asked, or an admin can decide this (it needs the admin role on host local)." in out
+    out = chat.press_as("confirm", "U999")
+    assert (
+        "Only terminal, who asked, or an admin can decide this (it needs the admin role on host local)."
+        in out
+    )
     assert exists(clean_engine, "ubuntu")
     assert "Untagged: ubuntu:latest" in chat("confirm"), "the card still works for the requester"
 
@@ -204,10 +190,7 @@ def test_confirm_still_works_after_a_restart(services: Services, clean_engine: E
 
 def test_non_admins_cannot_start_an_rmi(router: Router, clean_engine: Engine) -> None:
     clean_engine.cli("pull", "ubuntu")
-    chat = ChatBot(router)
-    start = len(chat.out.getvalue())
-    router.handle("rmi ubuntu", user="U555", channel="C1", reply=TerminalReply(chat.shell))
-    out = chat.out.getvalue()[start:]
+    out = ChatBot(router).say_as("rmi ubuntu", "U555")
     assert "needs the admin role" in out
     assert exists(clean_engine, "ubuntu")
     assert router.services.store.recent_audit(1)[0]["action"] == "rmi.refused"
@@ -231,6 +214,4 @@ def test_audit_command_shows_entries_to_admins_only(
     chat("cancel")
     out = chat("audit 5")
     assert "rmi.cancel" in out and "rmi.preview" in out
-    start = len(chat.out.getvalue())
-    router.handle("audit", user="U555", channel="C1", reply=TerminalReply(chat.shell))
-    assert "needs the admin role on host local" in chat.out.getvalue()[start:]
+    assert "needs the admin role on host local" in chat.say_as("audit", "U555")

@@ -85,3 +85,24 @@ def _assert_nothing_posted(bot: SlackHttpBot) -> None:
     time.sleep(0.5)  # give a wrongly started listener time to post, so its absence means something
     assert bot.slack.calls("response_url") == []
     assert bot.slack.calls("chat.postMessage") == []
+
+
+def test_duplicated_signature_headers_are_refused(slack_http: SlackHttpBot) -> None:
+    import http.client
+
+    from tests.fakes.slack_requests import signed_headers
+
+    body = slash_command_body("help", response_url=slack_http.slack.response_url("dup"))
+    good = signed_headers(body, slack_http.secret)
+    forged = signed_headers(body, "another-secret")
+    url = urllib.parse.urlsplit(slack_http.url)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+    conn.putrequest("POST", url.path)
+    for key, value in good.items():
+        conn.putheader(key, value)
+    conn.putheader("X-Slack-Signature", forged["X-Slack-Signature"])  # a second, different signature
+    conn.putheader("Content-Length", str(len(body)))
+    conn.endheaders(body.encode())
+    assert conn.getresponse().status == 401
+    conn.close()
+    _assert_nothing_posted(slack_http)
