@@ -8,13 +8,9 @@ with the dates a test needs. Loading is what `docker load` does; nothing about t
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
-import tarfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -39,64 +35,12 @@ from bot.sandbox import Engine
 from bot.scheduler import Scheduler
 from bot.services import Services
 from tests.chat import ChatBot
+from tests.fakes.images import Spec, load_images
 
 DAY = 86400.0
 
 
 # --------------------------------------------------------------------------------------------- images
-
-
-@dataclass
-class Spec:
-    tags: list[str]  # [] for a dangling image
-    age: float  # seconds before now, as the image's Created
-    labels: dict[str, str] = field(default_factory=dict)
-
-
-def _tar(files: dict[str, bytes]) -> bytes:
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return out.getvalue()
-
-
-def load_images(engine: Engine, specs: list[Spec], now: float | None = None) -> list[str]:
-    """`docker load` one archive holding every spec (Created = now - age); returns their image IDs."""
-    now = time.time() if now is None else now
-    files: dict[str, bytes] = {}
-    manifest = []
-    ids = []
-    for n, spec in enumerate(specs):
-        layer = _tar({"content.txt": f"{n} {spec.tags} {spec.age} {time.time_ns()}\n".encode()})
-        created = datetime.fromtimestamp(now - spec.age, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        config = json.dumps(
-            {
-                "architecture": "amd64",
-                "os": "linux",
-                "created": created,
-                "config": {"Labels": spec.labels or None, "Cmd": ["/nothing"]},
-                "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(layer).hexdigest()]},
-                "history": [{"created": created}],
-            }
-        ).encode()
-        digest = hashlib.sha256(config).hexdigest()
-        files[f"{digest}.json"] = config
-        files[f"layer{n}/layer.tar"] = layer
-        manifest.append(
-            {"Config": f"{digest}.json", "RepoTags": spec.tags, "Layers": [f"layer{n}/layer.tar"]}
-        )
-        ids.append(f"sha256:{digest}")
-    files["manifest.json"] = json.dumps(manifest).encode()
-    client = engine.client()
-    try:
-        for event in client.api.load_image(_tar(files)):  # a stream: the load is done when it ends
-            assert "error" not in event, event
-    finally:
-        client.close()
-    return ids
 
 
 def present(engine: Engine) -> set[str]:
