@@ -41,6 +41,9 @@ class Reply(Protocol):
     def private(self, message: Message) -> None:
         """Tell only the person who asked (refusals, notices)."""
 
+    # Optional, for live messages: `update_interval` (seconds between updates; Slack's rate limit
+    # is about one per second) and `rate_limited` (whether the final update must keep that pace).
+
 
 @dataclass(frozen=True)
 class Request:

@@ -18,9 +18,10 @@ log = logging.getLogger("dockerbot.live")
 
 
 class LiveMessage:
-    def __init__(self, reply: Reply, min_interval: float = 1.0) -> None:
+    def __init__(self, reply: Reply, min_interval: float = 1.0, final_waits: bool = True) -> None:
         self.reply = reply
         self.min_interval = min_interval
+        self.final_waits = final_waits  # False where nothing limits the rate (the terminal)
         self.ref: MessageRef | None = None
         self.sends = 0  # posts + updates done, for tests and logs
         self._state = threading.Lock()  # guards the fields below
@@ -62,7 +63,7 @@ class LiveMessage:
                 self._timer = None
         with self._io:  # a flush already sending completes first; later ones see _finished
             with self._state:
-                delay = self._wait_left()
+                delay = self._wait_left() if self.final_waits else 0.0
             if delay > 0:
                 time.sleep(delay)
             if self.ref is None:

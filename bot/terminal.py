@@ -26,6 +26,10 @@ class TerminalRef:
 
 
 class TerminalReply:
+    # No rate limit to respect: progress is shown twice a second, the final state at once.
+    update_interval = 0.5
+    rate_limited = False
+
     def __init__(self, shell: Shell) -> None:
         self.shell = shell
 

@@ -39,7 +39,12 @@ def pull(text: str, host: DockerHost, settings: Settings, reply: Reply) -> None:
     typed = parse_reference(text)
     ref = typed.with_default_tag()
     view = PullView(ref, host, defaulted=not (typed.tag or typed.digest))
-    live = LiveMessage(reply, min_interval=LIVE_INTERVAL)
+    # Slack's rate limit sets the pace of updates; an adapter without one (the terminal) says so.
+    live = LiveMessage(
+        reply,
+        min_interval=getattr(reply, "update_interval", LIVE_INTERVAL),
+        final_waits=getattr(reply, "rate_limited", True),
+    )
     live.show(view.render(PullSnapshot()))
 
     def on_update(snapshot: PullSnapshot) -> None:

@@ -208,3 +208,13 @@ def test_tiny_intervals_still_send_the_final_state_last(interval: float) -> None
     time.sleep(0.1)
     assert reply.texts[-1] == "done"
     assert reply.kinds.count("final") == 1
+
+
+def test_without_a_rate_limit_the_final_state_goes_at_once() -> None:
+    reply = RecordingReply()
+    live = LiveMessage(reply, min_interval=1.0, final_waits=False)
+    live.show(plain("first"))
+    started = time.monotonic()
+    live.finish(plain("done"))
+    assert time.monotonic() - started < 0.2
+    assert reply.kinds == ["post", "final"]
