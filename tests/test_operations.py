@@ -105,10 +105,10 @@ def test_sigterm_during_a_pull_ends_cleanly_and_says_so(
             response_url=fake_slack.response_url("pull"),
         )
         assert post_signed(url, body, SIGNING_SECRET)[0] == 200
-        fake_slack.wait_for("chat.postMessage", timeout=20)
+        fake_slack.wait_for("chat.postMessage", timeout=60)
         time.sleep(0.5)
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
+        assert proc.wait(timeout=60) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
