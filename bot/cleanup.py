@@ -100,9 +100,7 @@ def execute_plan(
         )
 
     result = execute_cleanup(host.api, plan, prune_build_cache=prune_build_cache, on_done=audit)
-    ledger = ledger_of(services)
-    for removed in result.removed:
-        ledger.forget(host.name, removed.image_id)
+    ledger_of(services).forget_many(host.name, [removed.image_id for removed in result.removed])
     return result
 
 
