@@ -1,0 +1,62 @@
+"""Figure 3: removing N unused images with `cleanup now` + Confirm vs `docker image prune -a -f`.
+
+Both sides get the same N freshly loaded images (nothing else on the engine), in alternating order
+round by round, since the engine's own delete speed drifts. The bot's time is its whole work, the
+plan (`cleanup now`, which posts the card) plus the run (Confirm), without the human's pause in
+between; both go through the terminal adapter of a warm bot.
+"""
+
+from __future__ import annotations
+
+from bench import seeding
+from bench.figures import Figure, median, timed
+from bench.harness import WarmBot, World
+
+PREFIX = "bench-gc/app"
+POLICY = "unused, grace 0"  # every image no container uses, however new
+
+
+def bot_cleanup(world: World, bot: WarmBot, count: int) -> tuple[float, float]:
+    """(plan seconds, run seconds) for one `cleanup now` + Confirm of `count` fresh images."""
+    seeding.load(world.api, PREFIX, count)
+    said: list[str] = []
+    plan_s = timed(lambda: said.append(bot.say(f'/docker cleanup now --policy "{POLICY}"')))
+    if "[Confirm]" not in said[-1]:
+        raise RuntimeError(f"no confirmation card:\n{said[-1][-800:]}")
+    run_s = timed(lambda: said.append(bot.say("confirm")))
+    left = seeding.count_images(world.api, PREFIX)
+    if left:
+        raise RuntimeError(f"the bot's cleanup left {left} of {count} images:\n{said[-1][-1500:]}")
+    return plan_s, run_s
+
+
+def cli_prune(world: World, count: int) -> float:
+    seeding.load(world.api, PREFIX, count)
+    seconds = world.cli.run("image", "prune", "-a", "-f")
+    left = seeding.count_images(world.api, PREFIX)
+    if left:
+        raise RuntimeError(f"docker image prune -a -f left {left} of {count} images")
+    return seconds
+
+
+def run(world: World, count: int, rounds: int) -> list[Figure]:
+    bot = world.warm_bot()
+    bot.say("/docker images")  # warm: engine connection, imports
+    plans, runs, prunes = [], [], []
+    for i in range(rounds):
+        if i % 2:
+            prunes.append(cli_prune(world, count))
+        plan_s, run_s = bot_cleanup(world, bot, count)
+        plans.append(plan_s)
+        runs.append(run_s)
+        if not i % 2:
+            prunes.append(cli_prune(world, count))
+    totals = [p + r for p, r in zip(plans, runs, strict=True)]
+    bot_s, prune_s = median(totals), median(prunes)
+    note = (
+        f"bot {bot_s:.2f} s (plan {median(plans):.2f} s + run {median(runs):.2f} s) vs prune {prune_s:.2f} s "
+        f"for {count} images, medians of {rounds} (bot {', '.join(f'{t:.1f}' for t in totals)}; prune "
+        f"{', '.join(f'{t:.1f}' for t in prunes)}); seeded by {seeding.METHOD}, one tag each"
+    )
+    print(f"  cleanup: {note}", flush=True)
+    return [Figure(f"cleanup_{count}_vs_prune", round(bot_s / prune_s, 2), "ratio", 1.2, "lower", note)]

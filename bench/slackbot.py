@@ -1,0 +1,269 @@
+"""The bot as deployed: `python -m bot serve` in a subprocess, talking to a FakeSlack in this process.
+
+Commands reach it as Slack sends them: signed HTTP POSTs, or envelopes on the Socket Mode websocket.
+Every command gets its own response_url tag, so "did each command get its reply" is a set difference.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Literal
+
+from tests.fakes.slack import FakeSlack
+from tests.fakes.slack_requests import (
+    block_actions_body,
+    block_actions_payload,
+    post_signed,
+    slash_command_body,
+    slash_command_payload,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "bench-signing-secret-7c1d"
+BOT_TOKEN = "xoxb-bench-0000-secret"
+APP_TOKEN = "xapp-1-A111-111-bench-secret"
+USER = "UBENCH"  # an admin: may pull and clean up
+CHANNEL = "CBENCH"
+_READY = re.compile(r"dockerbot: (?:HTTP on [\d.]+:(\d+)/slack/events|Socket Mode; health on [\d.]+:(\d+))")
+
+Mode = Literal["http", "socket"]
+
+
+class BotProcess:
+    """One `python -m bot serve` on the sandbox engine; `stop` ends it (SIGTERM, then SIGKILL)."""
+
+    def __init__(
+        self, slack: FakeSlack, mode: Mode, data_dir: Path, extra_env: dict[str, str] | None = None
+    ) -> None:
+        self.slack = slack
+        self.mode = mode
+        self.data_dir = data_dir
+        self.extra_env = extra_env or {}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.port = 0
+        # HTTP clients run in a process of their own (see `burst`), started with the bot so that a
+        # burst starts at once, not a second later, after a spawn, when background load is under way.
+        self.clients: ProcessPoolExecutor | None = None
+
+    def start(self, timeout: float = 60) -> BotProcess:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        env = {
+            **os.environ,  # already cleaned by harness.clean_environment; DOCKER_HOST is the sandbox
+            "SLACK_BOT_TOKEN": BOT_TOKEN,
+            "SLACK_SIGNING_SECRET": SECRET,
+            "SLACK_API_URL": self.slack.api_url,
+            "DOCKERBOT_DATA_DIR": str(self.data_dir),
+            "DOCKERBOT_ADMINS": USER,
+            "DOCKERBOT_HEALTH_PORT": "0",
+            "PYTHONUNBUFFERED": "1",
+            **self.extra_env,
+        }
+        if self.mode == "socket":
+            env["SLACK_APP_TOKEN"] = APP_TOKEN
+        out = (self.data_dir / "stdout.log").open("wb")
+        err = (self.data_dir / "stderr.log").open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bot", "serve", "--host", "127.0.0.1", "--port", "0"],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+        )
+        out.close()
+        err.close()
+        deadline = time.monotonic() + timeout
+        while not self.port:
+            found = _READY.search((self.data_dir / "stdout.log").read_text(errors="replace"))
+            if found:
+                self.port = int(found.group(1) or found.group(2))
+            elif self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"the bot did not start:\n{self.log_tail()}")
+            else:
+                time.sleep(0.05)
+        if self.mode == "socket":
+            self.slack.wait_connected(timeout=timeout)
+        else:
+            self.clients = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+            self.clients.submit(time.time).result()  # spawned and importable before any timing
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/slack/events"
+
+    def log_tail(self, lines: int = 30) -> str:
+        text = (self.data_dir / "stderr.log").read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+    def rss_mb(self) -> float:
+        assert self.proc is not None
+        status = Path(f"/proc/{self.proc.pid}/status").read_text()
+        kb = int(re.search(r"^VmRSS:\s+(\d+) kB", status, re.M).group(1))  # type: ignore[union-attr]
+        return kb / 1024
+
+    def metrics(self) -> str:
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(f"http://127.0.0.1:{self.port}/metrics", timeout=10) as resp:
+            return str(resp.read().decode())
+
+    def stop(self) -> None:
+        if self.clients is not None:
+            self.clients.shutdown()
+            self.clients = None
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            if self.mode == "socket":  # else slack-sdk's close() waits out its 3 s socket read timeout
+                self.slack.close_connections()
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self.proc = None
+
+    # --- talking to it, as Slack does ----------------------------------------------------------------
+    def command(self, text: str, tag: str) -> float:
+        """Send `/docker text` with its own response_url tag; seconds until it was acknowledged."""
+        response_url = self.slack.response_url(tag)
+        if self.mode == "http":
+            body = slash_command_body(text, user_id=USER, channel_id=CHANNEL, response_url=response_url)
+            started = time.perf_counter()
+            status, answer = post_signed(self.url, body, SECRET, timeout=30)
+            seconds = time.perf_counter() - started
+            if status != 200:
+                raise RuntimeError(f"/docker {text}: HTTP {status} {answer[:200]}")
+            return seconds
+        payload = slash_command_payload(text, user_id=USER, channel_id=CHANNEL, response_url=response_url)
+        started = time.perf_counter()
+        envelope = self.slack.send_envelope("slash_commands", payload, timeout=30)
+        self.slack.wait_for_ack(envelope, timeout=30)
+        return time.perf_counter() - started
+
+    def press(self, button: dict[str, Any], message: dict[str, Any], tag: str) -> None:
+        """Click a button of a message the bot sent through a response_url."""
+        payload = block_actions_payload(
+            button["action_id"],
+            button.get("value", ""),
+            user_id=USER,
+            channel_id=CHANNEL,
+            response_url=self.slack.response_url(tag),
+            message=message,
+        )
+        if self.mode == "http":
+            status, answer = post_signed(self.url, block_actions_body(payload), SECRET, timeout=30)
+            if status != 200:
+                raise RuntimeError(f"button {button['action_id']}: HTTP {status} {answer[:200]}")
+        else:
+            self.slack.wait_for_ack(self.slack.send_envelope("interactive", payload, timeout=30), timeout=30)
+
+
+def burst(
+    bot: BotProcess, texts: Iterable[str], prefix: str, clients: int
+) -> tuple[list[float], list[str], float, float]:
+    """Send every command from `clients` concurrent senders: (ack seconds, tags, start, end wall time).
+
+    Over HTTP the senders run in a process of their own, so the fake Slack's threads in this one
+    (answering the bot's replies meanwhile) do not hold up the clients' clocks. Socket Mode
+    envelopes can only come from the fake's websocket, in this process."""
+    tags = [f"{prefix}-{i}" for i, _ in enumerate(texts)]
+    texts = list(texts)
+    if bot.clients is not None:
+        jobs = [(text, bot.slack.response_url(tag)) for tag, text in zip(tags, texts, strict=True)]
+        latencies, start, end = bot.clients.submit(http_clients, bot.url, jobs, clients).result()
+        return latencies, tags, start, end
+    start = time.time()
+    with ThreadPoolExecutor(max_workers=clients, thread_name_prefix="client") as pool:
+        latencies = list(pool.map(bot.command, texts, tags))
+    return latencies, tags, start, time.time()
+
+
+def http_clients(url: str, jobs: list[tuple[str, str]], clients: int) -> tuple[list[float], float, float]:
+    """(In a child process.) POST each signed command, `clients` at a time; ack seconds of each."""
+
+    def one(job: tuple[str, str]) -> float:
+        text, response_url = job
+        body = slash_command_body(text, user_id=USER, channel_id=CHANNEL, response_url=response_url)
+        started = time.perf_counter()
+        status, answer = post_signed(url, body, SECRET, timeout=30)
+        seconds = time.perf_counter() - started
+        if status != 200:
+            raise RuntimeError(f"/docker {text}: HTTP {status} {answer[:200]}")
+        return seconds
+
+    with ThreadPoolExecutor(max_workers=clients, thread_name_prefix="client") as pool:
+        start = time.time()
+        latencies = list(pool.map(one, jobs))
+    return latencies, start, time.time()
+
+
+def missing_replies(slack: FakeSlack, tags: Iterable[str], timeout: float) -> set[str]:
+    """Tags with no response_url call after waiting up to `timeout` seconds for all of them."""
+    wanted = set(tags)
+    deadline = time.monotonic() + timeout
+    while True:
+        seen = {c.tag for c in slack.calls("response_url")}
+        missing = wanted - seen
+        if not missing or time.monotonic() > deadline:
+            return missing
+        time.sleep(0.1)
+
+
+def find_button(blocks: list[dict[str, Any]], label: str) -> dict[str, Any] | None:
+    for block in blocks:
+        for element in block.get("elements") or []:
+            if element.get("type") == "button" and element.get("text", {}).get("text") == label:
+                return dict(element)
+    return None
+
+
+def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.02)
+
+
+def ack_histogram_p(metrics_text: str, pct: float) -> float | None:
+    """The bot's own ack histogram: the smallest bucket bound holding `pct`% of acks, in seconds."""
+    buckets = []
+    for line in metrics_text.splitlines():
+        found = re.match(r'dockerbot_ack_seconds_bucket\{le="([^"]+)"\} ([\d.e+]+)', line)
+        if found:
+            buckets.append((float(found.group(1)), float(found.group(2))))
+    if not buckets or buckets[-1][1] == 0:
+        return None
+    total = buckets[-1][1]
+    for bound, count in buckets:
+        if count >= total * pct / 100:
+            return bound
+    return None
+
+
+@contextlib.contextmanager
+def running(
+    slack: FakeSlack, mode: Mode, data_dir: Path, extra_env: dict[str, str] | None = None
+) -> Iterator[BotProcess]:
+    bot = BotProcess(slack, mode, data_dir, extra_env).start()
+    try:
+        yield bot
+    finally:
+        bot.stop()
