@@ -3,11 +3,8 @@ the interrupted run is reported once, and no pending confirmation or audit entry
 
 from __future__ import annotations
 
-import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,7 +15,7 @@ from bot.messages import Message
 from bot.sandbox import Engine
 from bot.scheduler import Scheduler
 from bot.services import build_services
-from tests.conftest import BOT_TOKEN, SIGNING_SECRET
+from tests.botprocess import start_bot
 from tests.fakes.images import Spec, load_images
 from tests.fakes.slack import FakeSlack
 
@@ -29,30 +26,6 @@ DAY = 86400.0
 class Quiet:
     def post(self, channel: str, message: Message) -> None:
         pass
-
-
-def _start_bot(engine: Engine, fake_slack: FakeSlack, data: Path) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DOCKERBOT_"))}
-    env.update(
-        DOCKER_HOST=engine.docker_host,
-        SLACK_BOT_TOKEN=BOT_TOKEN,
-        SLACK_SIGNING_SECRET=SIGNING_SECRET,
-        SLACK_API_URL=fake_slack.api_url,
-        DOCKERBOT_DATA_DIR=str(data),
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bot", "serve", "--host", "127.0.0.1", "--port", "0"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    line = ""
-    while "HTTP on" not in line:
-        line = proc.stdout.readline()  # type: ignore[union-attr]
-        assert line, "the bot did not start"
-    return proc
 
 
 def _rows(db: Path, query: str) -> list[tuple]:
@@ -86,7 +59,7 @@ def test_sigkill_mid_cleanup_then_restart(
     services.close()
     db = data / "dockerbot.sqlite3"
 
-    bot = _start_bot(clean_engine, fake_slack, data)
+    bot = start_bot(clean_engine, fake_slack, data).proc
     try:
         deadline = time.monotonic() + 60
         while not _rows(db, "SELECT id FROM schedule_runs WHERE state = 'running'"):
@@ -101,7 +74,7 @@ def test_sigkill_mid_cleanup_then_restart(
     assert 0 < left <= 300, "killed in the middle of the run"
     audit_before = _rows(db, "SELECT at, user, action, image_id, result FROM audit_log ORDER BY id")
 
-    again = _start_bot(clean_engine, fake_slack, data)
+    again = start_bot(clean_engine, fake_slack, data).proc
     try:
         [notice] = fake_slack.wait_for(
             "chat.postMessage", lambda c: "was interrupted" in c.body.get("text", ""), timeout=30

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import json
+import signal
+import sqlite3
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 from bot.sandbox import Engine
-from tests.conftest import SlackHttpBot
+from tests.botprocess import start_bot
+from tests.conftest import SIGNING_SECRET, SlackHttpBot
+from tests.fakes.registry import FakeRegistry
+from tests.fakes.slack import FakeSlack
+from tests.fakes.slack_requests import post_signed, slash_command_body
 
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -60,60 +67,25 @@ def test_metrics_count_a_command_run_through_slack(slack_http: SlackHttpBot) -> 
 
 
 def test_sigterm_during_a_pull_ends_cleanly_and_says_so(
-    engine: Engine,
-    fake_slack,
-    fake_registry,
-    tmp_path,  # type: ignore[no-untyped-def]
+    engine: Engine, fake_slack: FakeSlack, fake_registry: FakeRegistry, tmp_path: Path
 ) -> None:
-    import os
-    import signal
-    import sqlite3
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    from tests.conftest import BOT_TOKEN, SIGNING_SECRET
-    from tests.fakes.slack_requests import post_signed, slash_command_body
-
     fake_registry.stall_blobs = True  # the pull starts, then waits for layers forever
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DOCKERBOT_"))}
-    env.update(
-        DOCKER_HOST=engine.docker_host,
-        SLACK_BOT_TOKEN=BOT_TOKEN,
-        SLACK_SIGNING_SECRET=SIGNING_SECRET,
-        SLACK_API_URL=fake_slack.api_url,
-        DOCKERBOT_DATA_DIR=str(tmp_path),
-        DOCKERBOT_OPERATORS="U111",
-    )
-    root = Path(__file__).resolve().parent.parent
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bot", "serve", "--host", "127.0.0.1", "--port", "0"],
-        cwd=root,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    bot = start_bot(engine, fake_slack, tmp_path, DOCKERBOT_OPERATORS="U111")
     try:
-        line = ""
-        while "HTTP on" not in line:
-            line = proc.stdout.readline()  # type: ignore[union-attr]
-            assert line, proc.stderr.read()  # type: ignore[union-attr]
-        url = "http://" + line.split("HTTP on ")[1].strip()
         body = slash_command_body(
             f"pull {fake_registry.address}/library/ubuntu:latest",
             response_url=fake_slack.response_url("pull"),
         )
-        assert post_signed(url, body, SIGNING_SECRET)[0] == 200
+        assert post_signed(bot.url, body, SIGNING_SECRET)[0] == 200
         fake_slack.wait_for("chat.postMessage", timeout=60)
         time.sleep(0.5)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=60) == 0
+        bot.proc.send_signal(signal.SIGTERM)
+        assert bot.proc.wait(timeout=60) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        if bot.proc.poll() is None:
+            bot.proc.kill()
     [last] = fake_slack.calls("chat.update", ok=True)[-1:] or fake_slack.calls("response_url")[-1:]
     assert "interrupted" in str(last.body), last.body
-    assert "Traceback" not in proc.stderr.read()  # type: ignore[union-attr]
+    assert "Traceback" not in bot.logs()
     with sqlite3.connect(tmp_path / "dockerbot.sqlite3") as db:
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)

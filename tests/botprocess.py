@@ -1,0 +1,53 @@
+"""The bot as its own process (`python -m bot serve`, HTTP mode), for crash and shutdown tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot.sandbox import Engine
+from tests.conftest import BOT_TOKEN, SIGNING_SECRET
+from tests.fakes.slack import FakeSlack
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class BotProcess:
+    proc: subprocess.Popen[str]
+    url: str  # where Slack posts: http://127.0.0.1:PORT/slack/events
+    log: Path  # the bot's stderr
+
+    def logs(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def start_bot(engine: Engine, fake_slack: FakeSlack, data_dir: Path, **env_extra: str) -> BotProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DOCKERBOT_"))}
+    env.update(
+        DOCKER_HOST=engine.docker_host,
+        SLACK_BOT_TOKEN=BOT_TOKEN,
+        SLACK_SIGNING_SECRET=SIGNING_SECRET,
+        SLACK_API_URL=fake_slack.api_url,
+        DOCKERBOT_DATA_DIR=str(data_dir),
+        **env_extra,
+    )
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log = data_dir / "bot-stderr.log"
+    with log.open("a") as stderr:  # a file, not a pipe: a full pipe would block the bot's logging
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bot", "serve", "--host", "127.0.0.1", "--port", "0"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )
+    line = ""
+    while "HTTP on" not in line:
+        line = proc.stdout.readline()  # type: ignore[union-attr]
+        assert line, "the bot did not start:\n" + log.read_text(errors="replace")[-3000:]
+    return BotProcess(proc, "http://" + line.split("HTTP on ")[1].strip(), log)
