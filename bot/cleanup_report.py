@@ -7,8 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from bot.formatting import created_since, ellipsis, human_size, short_id
-from bot.images import fast_table
+from bot.formatting import created_since, ellipsis, format_table, human_size, short_id
 from bot.messages import MAX_BLOCKS, File, Message, code_blocks, context, fields, header, section
 
 if TYPE_CHECKING:
@@ -40,7 +39,7 @@ def _tags(tags: list[str], width: int = 48) -> str:
 
 
 def candidates_table(rows: list[Candidate], now: float) -> str:
-    return fast_table(
+    return format_table(
         ["IMAGE ID", "TAGS", "SIZE", "CREATED", "LAST USED", "RULE"],
         [
             [
@@ -58,14 +57,14 @@ def candidates_table(rows: list[Candidate], now: float) -> str:
 
 def reasons_table(rows: list[Kept] | list[Skipped]) -> str:
     ordered = sorted(rows, key=lambda k: _rank(k.category))
-    return fast_table(
+    return format_table(
         ["IMAGE ID", "TAGS", "SIZE", "WHY"],
         [[short_id(k.image_id), _tags(k.tags), human_size(k.size), k.reason] for k in ordered],
     )
 
 
 def removed_table(rows: list[Removed]) -> str:
-    return fast_table(
+    return format_table(
         ["IMAGE ID", "TAGS", "SIZE", "RULE"],
         [[short_id(r.image_id), _tags(r.tags), human_size(r.size), r.rule] for r in rows],
     )

@@ -71,7 +71,7 @@ class AmbiguousImage(UserError):
             ]
             for c in self.candidates
         ]
-        return fast_table(["IMAGE ID", "TAGS", "CREATED", "SIZE"], rows)
+        return format_table(["IMAGE ID", "TAGS", "CREATED", "SIZE"], rows)
 
 
 # --------------------------------------------------------------------------------------------- listing
@@ -231,20 +231,7 @@ def table_lines(rows: list[ImageRow], *, digests: bool = False, now: float | Non
                 human_size(row.image.get("Size") or 0),
             )
         cells.append([row.repository, row.tag, *([row.digest] if digests else []), *fixed])
-    return fast_table(headers, cells).split("\n")
-
-
-def fast_table(headers: list[str], rows: list[list[str]]) -> str:
-    """`format_table`, with a shortcut when every cell is printable ASCII (every name the engine
-    can hold): then a cell's display width is its length, which is ~10x faster on 2,000 rows."""
-    if not all(cell.isascii() and cell.isprintable() for row in rows for cell in row):
-        return format_table(headers, rows)
-    lines = [headers, *rows]
-    widths = [max(10, max(len(line[col]) for line in lines) + 3) for col in range(len(headers) - 1)]
-    return "\n".join(
-        ("".join(cell.ljust(w) for cell, w in zip(line, widths, strict=False)) + line[-1]).rstrip()
-        for line in lines
-    )
+    return format_table(headers, cells).split("\n")
 
 
 # --------------------------------------------------------------------------------------------- resolution
