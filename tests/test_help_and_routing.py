@@ -114,3 +114,27 @@ def test_bad_typed_values_get_usage_not_an_error_id(services: Services) -> None:
     assert "Argument --count: invalid int value: 'abc'." in out
     assert "Usage: /docker echo [--filter FILTER] [--count COUNT] [--sort {a,b}] [word]" in out
     assert "invalid choice: 'c'" in chat("echo --sort c")
+
+
+def test_json_logs_carry_the_request_id_the_error_reply_quotes(services: Services) -> None:
+    import io
+    import json
+
+    from bot.logs import make_handler
+
+    stream = io.StringIO()
+    handler = make_handler(stream, "json")
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        out = ChatBot(Router(_crashing_services(services)))("boom")
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+    error_id = out.split("error id ")[1].split(")")[0]
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    mine = [line for line in lines if line["request_id"] == error_id]
+    assert any(line["level"] == "ERROR" and "kaboom" in line["message"] for line in mine)
+    assert any(line["message"] == "command from terminal in terminal: /docker boom" for line in mine)
