@@ -13,7 +13,7 @@ import threading
 import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from slack_bolt import App, BoltResponse
@@ -64,6 +64,12 @@ class SlackRef:
     response_url: str | None = None
 
 
+def count_api_error(error: SlackApiError) -> None:
+    """Count a failed Web API call by method (the last part of its URL: a bounded set)."""
+    method = str(getattr(error.response, "api_url", "") or "").rstrip("/").rsplit("/", 1)[-1] or "unknown"
+    metrics.SLACK_API_ERRORS.labels(method).inc()
+
+
 def _payload(message: Message) -> dict[str, Any]:
     return {"text": message.text, "blocks": message.blocks}
 
@@ -100,7 +106,7 @@ class SlackReply:
             self._respond(message, replace_original=False)
 
     def private(self, message: Message) -> None:
-        message.in_channel = False
+        message = replace(message, in_channel=False)
         if self.response_url:
             self._respond(message, replace_original=False)
         else:
@@ -119,6 +125,7 @@ class SlackReply:
             replace_original=replace_original,
         )
         if resp.status_code != 200:
+            metrics.SLACK_API_ERRORS.labels("response_url").inc()
             log.warning("response_url answered %s: %s", resp.status_code, resp.body[:200])
 
     def _with_files(self, message: Message) -> Message:
@@ -141,6 +148,7 @@ class SlackReply:
                 )
                 notes.append(f"Full output {where} as `{file.name}`.")
             except SlackApiError as error:
+                count_api_error(error)
                 notes.append(f"Could not attach `{file.name}` ({error.response.get('error')}).")
         return Message(
             text=message.text,
@@ -204,7 +212,9 @@ def create_app(
         def guarded() -> None:
             try:
                 fn(*args, **kwargs)
-            except Exception:  # a failing reply must not kill the worker silently
+            except Exception as error:  # a failing reply must not kill the worker silently
+                if isinstance(error, SlackApiError):
+                    count_api_error(error)
                 log.exception("could not deliver a reply to Slack")
 
         work.submit(guarded)
@@ -280,4 +290,8 @@ class SlackPoster:
         self.client = client
 
     def post(self, channel: str, message: Message) -> None:
-        SlackReply(self.client, channel=channel, user="", response_url=None).send(message)
+        try:
+            SlackReply(self.client, channel=channel, user="", response_url=None).send(message)
+        except SlackApiError as error:
+            count_api_error(error)
+            raise

@@ -59,3 +59,18 @@ def test_socket_mode_reconnects_after_a_dropped_connection(slack_socket: FakeSla
     envelope = slack_socket.send_envelope("slash_commands", payload)
     slack_socket.wait_for_ack(envelope, timeout=5)
     slack_socket.wait_for("response_url", lambda c: c.tag == "back")
+
+
+def test_a_reply_slack_keeps_refusing_is_counted_and_the_bot_carries_on(slack_http: SlackHttpBot) -> None:
+    from bot.metrics import SLACK_API_ERRORS
+
+    before = SLACK_API_ERRORS.labels("response_url")._value.get()
+    slack_http.slack.fail("response_url", status=500, times=10)  # more than the retries
+    assert slack_http.command("help", tag="lost")[0] == 200
+    deadline = time.monotonic() + 30
+    while SLACK_API_ERRORS.labels("response_url")._value.get() == before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert SLACK_API_ERRORS.labels("response_url")._value.get() == before + 1
+    slack_http.slack.clear_faults()
+    assert slack_http.command("help", tag="later")[0] == 200
+    slack_http.slack.wait_for("response_url", lambda c: c.tag == "later" and c.ok)
