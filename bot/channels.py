@@ -35,3 +35,10 @@ def parse_channel(text: str) -> str:
 def channel_text(channel: str) -> str:
     """How a reply names a channel: an ID as a Slack mention (`<#C123>`), a name as it is."""
     return f"<#{channel}>" if _CHANNEL_ID.fullmatch(channel) else channel
+
+
+def member_hint(channel: str) -> str:
+    """Scheduled posts use chat.postMessage, which needs the bot in the channel (no chat:write.public)."""
+    if _CHANNEL_ID.fullmatch(channel) or channel.startswith("#"):
+        return f" The bot must be a member of {channel_text(channel)}: `/invite @dockerbot` there."
+    return ""

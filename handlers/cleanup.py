@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from bot import confirmations
-from bot.channels import channel_text, parse_channel
+from bot.channels import channel_text, member_hint, parse_channel
 from bot.cleanup import execute_plan, plan_now, run_scheduled_cleanup
 from bot.cleanup_plan import CleanupPlan
 from bot.cleanup_report import folded, preview_message, summary_message
@@ -202,6 +202,7 @@ def schedule(req: Request, reply: Reply) -> None:
                     f"Scheduled cleanup `{made.id}` on {made.host}: `{cron}` ({timezone}).\n"
                     f"Policy: `{ellipsis(policy.title, 500)}`\n"
                     f"Each run removes without asking and posts one summary to {channel_text(channel)}."
+                    + member_hint(channel)
                 ),
                 context(
                     f"Next run: {_when(made.next_run)} · "

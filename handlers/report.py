@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from zoneinfo import ZoneInfo
 
-from bot.channels import channel_text, parse_channel
+from bot.channels import channel_text, member_hint, parse_channel
 from bot.commands import ArgParser, Command, Reply, Request, UsageError
 from bot.images import shown
 from bot.messages import Message, plain, section
@@ -87,7 +87,7 @@ def scheduled_message(made: Schedule) -> Message:
     text = (
         f"Disk-usage report scheduled as `{made.id}`: `{made.cron}` ({made.timezone}) for host "
         f"`{made.host}`, posted to {channel_text(made.channel)}. Next run: {nxt}."
-    )
+    ) + member_hint(made.channel)
     return Message(text=text, blocks=[section(text)], in_channel=True)
 
 

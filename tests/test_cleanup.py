@@ -18,7 +18,7 @@ from types import SimpleNamespace
 import pytest
 
 from bot import cleanup_run
-from bot.channels import channel_text, parse_channel
+from bot.channels import channel_text, member_hint, parse_channel
 from bot.cleanup import run_scheduled_cleanup
 from bot.cleanup_plan import plan_cleanup
 from bot.cleanup_report import summary_message
@@ -354,6 +354,12 @@ def test_a_reply_mentions_an_id_and_shows_a_name() -> None:
     assert channel_text("D0123ABCD") == "<#D0123ABCD>"
     assert channel_text("#ops") == "#ops"
     assert channel_text("terminal") == "terminal"
+
+
+def test_scheduling_into_a_channel_says_the_bot_must_be_in_it() -> None:
+    assert "`/invite @dockerbot` there" in member_hint("C0123ABCD")
+    assert "member of #ops" in member_hint("#ops")
+    assert member_hint("terminal") == ""
 
 
 # --------------------------------------------------------------------------------------------- chat
