@@ -17,6 +17,7 @@ from bot import metrics
 from bot.access import rank
 from bot.commands import ActionRequest, Command, MessageRef, Reply, Request, UsageError, UserError
 from bot.fleet import CapturingReply, HostResult, fan_out, fleet_message
+from bot.formatting import ellipsis
 from bot.hosts import CONNECTION_ERRORS, DockerHost, EngineUnavailable, connection_cause
 from bot.logs import request_id_var
 from bot.messages import ACTION_PREFIX, Message, code_blocks, mention, plain, section
@@ -81,6 +82,8 @@ def request_scope(request_id: str) -> Iterator[None]:
 def usage_message(cmd: Command, problem: str | None = None) -> Message:
     lines = [f"*Usage:* `{cmd.usage}`", cmd.summary, f"Example: `{cmd.example}`"]
     if problem:
+        # argparse echoes what was typed; a huge value must not push the reply past Slack's limits.
+        problem = ellipsis(problem, 300)
         lines.insert(0, f"{problem[0].upper()}{problem[1:]}.")
     return plain("\n".join(lines))
 

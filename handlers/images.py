@@ -142,17 +142,11 @@ def add_arguments(parser: ArgParser) -> None:
         help="dangling=true|false, label=K[=V], before=REF, since=REF, reference=GLOB",
     )
     parser.add_argument("--digests", action="store_true", help="add a DIGEST column")
-    # Checked in run(): argparse's own `choices` error escapes an ArgParser with exit_on_error=False.
-    parser.add_argument(
-        "--sort", default="created", metavar="{" + ",".join(SORT_KEYS) + "}", help="newest first by default"
-    )
+    parser.add_argument("--sort", default="created", choices=SORT_KEYS, help="newest first by default")
 
 
 def run(req: Request, reply: Reply) -> None:
     args = req.args
-    if args.sort not in SORT_KEYS:
-        choices = ", ".join(f"'{k}'" for k in SORT_KEYS)
-        raise UsageError(f"argument --sort: invalid choice: '{shown(args.sort)}' (choose from {choices})")
     filters = parse_filters(args.filter)
     if args.reference:
         filters.setdefault("reference", []).append(args.reference)  # as the CLI does

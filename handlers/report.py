@@ -13,7 +13,6 @@ from zoneinfo import ZoneInfo
 
 from bot.channels import channel_text, member_hint, parse_channel
 from bot.commands import ArgParser, Command, Reply, Request, UsageError
-from bot.images import shown
 from bot.messages import Message, plain, section
 from bot.report import build_report, run_scheduled_report
 from bot.scheduler import Schedule, register_runner
@@ -29,7 +28,7 @@ def add_arguments(parser: ArgParser) -> None:
         "action",
         nargs="?",
         default="now",
-        metavar="{now,schedule}",
+        choices=ACTIONS,
         help="now: post the report here (the default); schedule: post it on a cron schedule (admins)",
     )
     parser.add_argument("cron", nargs="?", metavar="CRON", help='with schedule: "MIN HOUR DAY MONTH WEEKDAY"')
@@ -41,9 +40,6 @@ def add_arguments(parser: ArgParser) -> None:
 
 def run(req: Request, reply: Reply) -> None:
     args = req.args
-    if args.action not in ACTIONS:
-        choices = ", ".join(f"'{a}'" for a in ACTIONS)
-        raise UsageError(f"argument action: invalid choice: '{shown(args.action)}' (choose from {choices})")
     if args.action == "now":
         if args.cron or args.channel or args.tz:
             raise UsageError(

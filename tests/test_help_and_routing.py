@@ -114,6 +114,9 @@ def test_bad_typed_values_get_usage_not_an_error_id(services: Services) -> None:
     assert "Argument --count: invalid int value: 'abc'." in out
     assert "Usage: /docker echo [--filter FILTER] [--count COUNT] [--sort {a,b}] [word]" in out
     assert "invalid choice: 'c'" in chat("echo --sort c")
+    # argparse echoes the value; a huge one is cut so the reply still fits one Slack section.
+    out = chat("echo --sort " + "c" * 3500)
+    assert "invalid choice: 'ccc" in out and "…" in out and "Something went wrong" not in out
 
 
 def test_json_logs_carry_the_request_id_the_error_reply_quotes(services: Services) -> None:
