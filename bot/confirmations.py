@@ -8,9 +8,11 @@ second press or a retried delivery sees "already done".
 
 from __future__ import annotations
 
+import time
+
 from bot.access import rank
 from bot.commands import ActionRequest, Reply
-from bot.messages import mention, plain
+from bot.messages import Block, actions, button, mention, plain
 from bot.store import PendingAction
 
 
@@ -86,3 +88,15 @@ def cancel(req: ActionRequest, reply: Reply, kind: str) -> None:
         request_id=req.request_id,
     )
     reply.update(req.message, plain(f"Cancelled by {mention(req.user)}. Nothing was changed."))
+
+
+def expires_text(pending: PendingAction) -> str:
+    return time.strftime("%H:%M UTC", time.gmtime(pending.expires_at))
+
+
+def decision_buttons(kind: str, pending: PendingAction, title: str, warning: str) -> Block:
+    """Confirm (danger, behind Slack's own dialog) and Cancel; both carry only the pending id."""
+    return actions(
+        button("Confirm", f"{kind}.confirm", pending.id, style="danger", confirm=(title, warning)),
+        button("Cancel", f"{kind}.cancel", pending.id),
+    )

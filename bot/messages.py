@@ -80,9 +80,8 @@ def divider() -> Block:
     return {"type": "divider"}
 
 
-def code_blocks(text: str) -> list[Block]:
-    """Preformatted text split on line boundaries into sections that fit Slack's limit."""
-    budget = MAX_SECTION_TEXT - len("``````")
+def _chunks(text: str, budget: int) -> list[str]:
+    """Text split on line boundaries into pieces of at most `budget` chars (a longer line is clipped)."""
     chunks: list[str] = []
     current: list[str] = []
     size = 0
@@ -94,7 +93,17 @@ def code_blocks(text: str) -> list[Block]:
         current.append(line)
         size += len(line) + 1
     chunks.append("\n".join(current))
-    return [section(f"```{chunk}```") for chunk in chunks]
+    return chunks
+
+
+def code_blocks(text: str) -> list[Block]:
+    """Preformatted text split on line boundaries into sections that fit Slack's limit."""
+    return [section(f"```{chunk}```") for chunk in _chunks(text, MAX_SECTION_TEXT - len("``````"))]
+
+
+def sections(text: str) -> list[Block]:
+    """mrkdwn text split on line boundaries into sections that fit Slack's limit."""
+    return [section(chunk) for chunk in _chunks(text, MAX_SECTION_TEXT)]
 
 
 def button(

@@ -9,7 +9,6 @@ runs need no confirmation and post one summary each to the schedule's channel.
 from __future__ import annotations
 
 import argparse
-import time
 from typing import Any
 
 from bot import confirmations
@@ -19,7 +18,7 @@ from bot.cleanup_plan import CleanupPlan
 from bot.cleanup_report import folded, preview_message, summary_message
 from bot.commands import ActionRequest, ArgParser, Command, Reply, Request, UsageError, UserError
 from bot.formatting import ellipsis, format_table
-from bot.messages import Message, actions, button, context, mention, plain, section
+from bot.messages import Message, context, mention, plain, section
 from bot.policy import Policy, resolve_policy
 from bot.scheduler import register_runner
 
@@ -105,25 +104,12 @@ def now(req: Request, reply: Reply) -> None:
     )
     title = f"Run this cleanup on {plan.host}?"
     card = preview_message(plan, policy, title)
-    expires = time.strftime("%H:%M UTC", time.gmtime(pending.expires_at))
+    expires = confirmations.expires_text(pending)
     card.blocks.append(
         context(f"Asked by {mention(req.user)} · only they or an admin can confirm · expires {expires}")
     )
-    card.blocks.append(
-        actions(
-            button(
-                "Confirm",
-                "cleanup.confirm",
-                pending.id,
-                style="danger",
-                confirm=(
-                    title,
-                    f"This removes {len(plan.candidates)} images from {plan.host}. It cannot be undone.",
-                ),
-            ),
-            button("Cancel", "cleanup.cancel", pending.id),
-        )
-    )
+    warning = f"This removes {len(plan.candidates)} images from {plan.host}. It cannot be undone."
+    card.blocks.append(confirmations.decision_buttons("cleanup", pending, title, warning))
     card.in_channel = True
     reply.send(card)
 

@@ -8,7 +8,6 @@ before anything is removed.
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -19,7 +18,7 @@ from bot.commands import ActionRequest, ArgParser, Command, Reply, Request, User
 from bot.diskusage import ImagesUsage, images_usage
 from bot.formatting import human_size, short_id
 from bot.images import AmbiguousImage, ImageIndex, NoSuchImage, container_name, images_in_use, list_images
-from bot.messages import Message, actions, button, code_blocks, context, header, mention, plain, section
+from bot.messages import Message, code_blocks, context, header, mention, plain, section, sections
 from bot.reference import InvalidReference, familiar, looks_like_id, parse_reference
 from bot.store import PendingAction
 
@@ -197,42 +196,19 @@ def card(pending: PendingAction, plans: list[Planned], problems: list[str]) -> M
         for f, on in (("--force", pending.payload["force"]), ("--no-prune", pending.payload["noprune"]))
         if on
     )
-    blocks = [header(title), *code_or_sections(body)]
+    blocks = [header(title), *sections(body)[:40]]
     if problems:
         blocks.append(section("Left out:\n" + "\n".join(f"• {p}" for p in problems)[:2900]))
-    expires = time.strftime("%H:%M UTC", time.gmtime(pending.expires_at))
     blocks.append(
         context(
             f"Frees about {human_size(total, 4)}{' · ' + flags if flags else ''}"
-            f" · asked by {mention(pending.user)} · only they or an admin can confirm · expires {expires}"
+            f" · asked by {mention(pending.user)} · only they or an admin can confirm"
+            f" · expires {confirmations.expires_text(pending)}"
         )
     )
-    blocks.append(
-        actions(
-            button(
-                "Confirm",
-                "rmi.confirm",
-                pending.id,
-                style="danger",
-                confirm=(title, f"This removes images from {pending.host}. It cannot be undone."),
-            ),
-            button("Cancel", "rmi.cancel", pending.id),
-        )
-    )
+    warning = f"This removes images from {pending.host}. It cannot be undone."
+    blocks.append(confirmations.decision_buttons("rmi", pending, title, warning))
     return Message(text=title, blocks=blocks, in_channel=True)
-
-
-def code_or_sections(text: str) -> list[dict]:
-    """Plain sections (mrkdwn) split to fit Slack's 3,000-char limit."""
-    out, chunk = [], ""
-    for line in text.split("\n"):
-        if len(chunk) + len(line) + 1 > 2900:
-            out.append(section(chunk))
-            chunk = ""
-        chunk = f"{chunk}\n{line}" if chunk else line
-    if chunk:
-        out.append(section(chunk))
-    return out[:40]
 
 
 # --------------------------------------------------------------------------------------------- buttons
