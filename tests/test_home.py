@@ -10,6 +10,7 @@ import yaml
 from bot.config import Settings
 from bot.sandbox import Engine
 from tests.fakes.slack import FakeSlack
+from tests.fakes.slack_requests import app_home_opened_payload
 
 
 @pytest.fixture
@@ -22,14 +23,7 @@ def settings(settings: Settings, engine: Engine, tmp_path: Path) -> Settings:
 
 
 def test_home_tab_with_fifty_hosts(slack_socket: FakeSlack) -> None:
-    event = {"type": "app_home_opened", "user": "U111", "channel": "D111", "tab": "home", "event_ts": "1.2"}
-    payload = {
-        "type": "event_callback",
-        "team_id": "T111",
-        "api_app_id": "A111",
-        "event": event,
-        "event_id": "Ev1",
-    }
+    payload = app_home_opened_payload(event_id="Ev1")
     envelope = slack_socket.send_envelope("events_api", payload)
     slack_socket.wait_for_ack(envelope, timeout=3)
     [call] = slack_socket.wait_for("views.publish", timeout=20)

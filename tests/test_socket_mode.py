@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from tests.fakes.slack import FakeSlack
-from tests.fakes.slack_requests import slash_command_payload
+from tests.fakes.slack_requests import app_home_opened_payload, slash_command_payload
 
 
 def _help(fake: FakeSlack, tag: str) -> float:
@@ -48,14 +48,7 @@ def test_a_redelivered_envelope_is_acked_but_runs_once(slack_socket: FakeSlack) 
 
 
 def test_a_retried_event_is_handled_once(slack_socket: FakeSlack) -> None:
-    event = {"type": "app_home_opened", "user": "U111", "channel": "D1", "tab": "home", "event_ts": "1.2"}
-    payload = {
-        "type": "event_callback",
-        "team_id": "T111",
-        "api_app_id": "A111",
-        "event": event,
-        "event_id": "EvSame",
-    }
+    payload = app_home_opened_payload(event_id="EvSame")
     for attempt in range(3):
         envelope = slack_socket.send_envelope("events_api", payload, retry_attempt=attempt)
         slack_socket.wait_for_ack(envelope, timeout=3)

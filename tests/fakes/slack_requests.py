@@ -248,3 +248,15 @@ def post_signed(
         return int(resp.status), resp.read().decode("utf-8", errors="replace")
     finally:
         conn.close()
+
+
+def app_home_opened_payload(user_id: str = "U111", event_id: str = "Ev1") -> dict[str, Any]:
+    """The events_api payload Slack sends when someone opens the bot's Home tab."""
+    event = {"type": "app_home_opened", "user": user_id, "channel": "D111", "tab": "home", "event_ts": "1.2"}
+    return {
+        "type": "event_callback",
+        "team_id": "T111",
+        "api_app_id": APP_ID,
+        "event": event,
+        "event_id": event_id,
+    }
