@@ -14,7 +14,7 @@ from pathlib import Path
 import docker
 import pytest
 
-import bot.sandbox as sandbox_mod
+import bot.sandbox.seeding as seeding_mod
 from bot.sandbox import SEED_IMAGES, CliError, Engine, Sandbox, TlsFiles, make_tls, split_ref
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="dockerd needs root")
@@ -154,9 +154,9 @@ def test_second_engine_over_tls(box: Sandbox, monkeypatch: pytest.MonkeyPatch) -
 def test_seed_cache_restores_the_registry(
     box: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sandbox_mod, "SEED_CACHE", tmp_path / "cache")
-    cache = sandbox_mod._seed_cache_dir(SEED_IMAGES)
-    sandbox_mod._save_seed_cache(box.registry.storage, cache)
+    monkeypatch.setattr(seeding_mod, "SEED_CACHE", tmp_path / "cache")
+    cache = seeding_mod._seed_cache_dir(SEED_IMAGES)
+    seeding_mod._save_seed_cache(box.registry.storage, cache)
     with Sandbox() as other:
         assert other.seeded_from_cache
         assert other.engine.cli("images", "-q").stdout == ""
