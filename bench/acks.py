@@ -3,8 +3,9 @@
 Each round starts background load just before its burst: a `/docker pull` of the 50 MB image and a
 `/docker cleanup now` (policy `unused, grace 0`) confirmed with its button, which removes the images
 seeded for it. Then 50 concurrent clients send 200 commands (help and images alternating); each
-command's ack time is measured at the client, from just before sending until the HTTP 200 (or the
-Socket Mode ack frame) arrived, and each must get a reply on its response_url. Latencies of all
+command's ack time is measured at the client, from just before connecting until the HTTP 200's
+status line was read (or from sending the Socket Mode envelope until its ack frame was read), and
+each must get a reply on its response_url. Latencies of all
 rounds are pooled: one burst of 200 is too few for a steady p99, and it varies a lot between runs.
 """
 

@@ -34,9 +34,10 @@ def run(world: World, commands: int) -> list[Figure]:
         after = bot.rss_mb()
     growth = (after - idle) / idle * 100
     note = (
-        f"VmRSS {started:.0f} MB at start, {idle:.0f} MB after {WARMUP} warm-up commands, {after:.0f} MB "
-        f"after {commands} more (help/images alternating, {CLIENTS} clients, {commands / (t1 - t0):.0f} "
-        f"acks/s) over {IMAGES} images; {len(lost)} replies missing"
+        f"VmRSS (all the bot's processes) {started:.0f} MB at start, {idle:.0f} MB after {WARMUP} "
+        f"warm-up commands, {after:.0f} MB after {commands} more (help/images alternating, "
+        f"{CLIENTS} clients, {commands / (t1 - t0):.0f} acks/s) over {IMAGES} images; "
+        f"{len(lost)} replies missing"
     )
     print(f"  memory: {note}", flush=True)
     return [

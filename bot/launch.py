@@ -8,7 +8,8 @@ import sys
 
 import docker
 
-from bot.__main__ import load_settings, main
+from bot.__main__ import main
+from bot.startup import load_settings
 
 
 def engine_answers() -> bool:

@@ -29,11 +29,12 @@ def _json(start_response: Callable[..., Any], status: str, body: dict[str, Any])
 
 
 class Readiness:
-    """/readyz: the default engine answers and the Slack connection is alive (cached for a second)."""
+    """/readyz: the default engine answers, and so does every other check given by name (the Slack
+    connection, the worker process); cached for a second."""
 
-    def __init__(self, host: DockerHost, slack_alive: Callable[[], bool] = lambda: True) -> None:
+    def __init__(self, host: DockerHost, **checks: Callable[[], bool]) -> None:
         self.host = host
-        self.slack_alive = slack_alive
+        self.checks = {"slack": lambda: True, **checks}
         self._checked_at = 0.0
         self._last: dict[str, bool] = {}
         self._lock = threading.Lock()
@@ -41,7 +42,8 @@ class Readiness:
     def __call__(self) -> dict[str, bool]:
         with self._lock:
             if time.monotonic() - self._checked_at > 1.0:
-                self._last = {"engine": self.host.ping(), "slack": bool(self.slack_alive())}
+                self._last = {"engine": self.host.ping()}
+                self._last.update({name: bool(check()) for name, check in self.checks.items()})
                 self._checked_at = time.monotonic()
             return dict(self._last)
 
@@ -90,6 +92,35 @@ def make_http_server(wsgi: WsgiApp, host: str, port: int, max_body_bytes: int) -
         max_request_body_size=max_body_bytes,  # larger bodies get 413 before Bolt sees them
         ident="dockerbot",
     )
+
+
+class HttpServer:
+    """A waitress server run in a thread of its own; `close` stops it from any other thread."""
+
+    def __init__(self, wsgi: WsgiApp, host: str, port: int, max_body_bytes: int) -> None:
+        self.server = make_http_server(wsgi, host, port, max_body_bytes)
+        self.port: int = self.server.effective_port
+        self._closing = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="http", daemon=True)
+
+    def start(self) -> HttpServer:
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._closing.set()
+        self.server.close()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        try:
+            self.server.run()
+        except (OSError, ValueError):
+            # Closing the listening socket under waitress's select() ends it with EBADF: expected
+            # when we close it, an error otherwise.
+            if not self._closing.is_set():
+                log.exception("the HTTP server stopped")
+                raise
 
 
 def socket_mode_handler(app: App, app_token: str, ping_interval: float = 5) -> SocketModeHandler:

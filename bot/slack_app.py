@@ -1,8 +1,8 @@
 """The Slack adapter: a Bolt app (built by `create_app`, never at import time) and its reply channel.
 
-Every command and button press is acknowledged at once; the work then runs on our
-own worker pool, sized for slow Docker calls, and answers through response_url or
-chat.postMessage/chat.update.
+Every command and button press is acknowledged at once and handed to a `Dispatch`: a worker pool
+sized for slow Docker calls, in this process (`LocalDispatch`) or in a worker process of its own
+(`bot.worker`), which answers through response_url or chat.postMessage/chat.update.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 from slack_bolt import App, BoltResponse
 from slack_sdk import WebClient
@@ -188,27 +188,55 @@ def delivery_key(body: dict[str, Any]) -> str | None:
     return None
 
 
-def create_app(
-    settings: Settings, router: Router, *, client: WebClient | None = None, work: ThreadPoolExecutor
-) -> App:
-    client = client or make_web_client(settings)
-    secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else ""
-    app = App(
-        client=client,
-        signing_secret=secret,
-        # auth.test is called lazily on the first request, so building the app needs no network.
-        token_verification_enabled=False,
-        # Our listeners only ack and hand the work to `work`, so they run in the request's own
-        # thread: no hand-off to Bolt's executor, no polling for the ack (up to 10 ms each time).
-        process_before_response=True,
-        listener_executor=ThreadPoolExecutor(max_workers=16, thread_name_prefix="bolt"),
-    )
-    # Roles granted to user groups: members come from Slack, refreshed in the background.
-    groups = router.services.access.groups
-    groups.fetch = lambda group: client.usergroups_users_list(usergroup=group)["users"]
-    groups.start()
+class Dispatch(Protocol):
+    """Where acknowledged requests go (Slack's request bodies, as Bolt parsed them)."""
 
-    def submit(fn: Any, *args: Any, **kwargs: Any) -> None:
+    def command(self, body: dict[str, Any]) -> None: ...
+
+    def button(self, body: dict[str, Any]) -> None: ...
+
+    def home_opened(self, user: str) -> None: ...
+
+
+class LocalDispatch:
+    """Runs acknowledged requests on a thread pool in this process, answering through `client`."""
+
+    def __init__(self, router: Router, client: WebClient, work: ThreadPoolExecutor) -> None:
+        self.router = router
+        self.client = client
+        self.work = work
+        # Roles granted to user groups: members come from Slack, refreshed in the background.
+        groups = router.services.access.groups
+        groups.fetch = lambda group: client.usergroups_users_list(usergroup=group)["users"]
+        groups.start()
+
+    def command(self, body: dict[str, Any]) -> None:
+        user, channel = body.get("user_id", ""), body.get("channel_id", "")
+        reply = SlackReply(self.client, channel=channel, user=user, response_url=body.get("response_url"))
+        self._submit(self.router.handle, body.get("text", ""), user=user, channel=channel, reply=reply)
+
+    def button(self, body: dict[str, Any]) -> None:
+        action = body["actions"][0]
+        user = body.get("user", {}).get("id", "")
+        container = body.get("container") or {}
+        channel = (body.get("channel") or {}).get("id") or container.get("channel_id", "")
+        response_url = body.get("response_url")
+        ref = SlackRef(channel=channel, ts=container.get("message_ts"), response_url=response_url)
+        reply = SlackReply(self.client, channel=channel, user=user, response_url=response_url)
+        self._submit(
+            self.router.press,
+            action["action_id"],
+            action.get("value", ""),
+            user=user,
+            channel=channel,
+            message=ref,
+            reply=reply,
+        )
+
+    def home_opened(self, user: str) -> None:
+        self._submit(publish_home, self.client, self.router.services, user)
+
+    def _submit(self, fn: Any, *args: Any, **kwargs: Any) -> None:
         def guarded() -> None:
             try:
                 fn(*args, **kwargs)
@@ -217,8 +245,22 @@ def create_app(
                     count_api_error(error)
                 log.exception("could not deliver a reply to Slack")
 
-        work.submit(guarded)
+        self.work.submit(guarded)
 
+
+def create_app(settings: Settings, dispatch: Dispatch, *, client: WebClient | None = None) -> App:
+    client = client or make_web_client(settings)
+    secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else ""
+    app = App(
+        client=client,
+        signing_secret=secret,
+        # auth.test is called lazily on the first request, so building the app needs no network.
+        token_verification_enabled=False,
+        # Our listeners only ack and hand the work to `dispatch`, so they run in the request's own
+        # thread: no hand-off to Bolt's executor, no polling for the ack (up to 10 ms each time).
+        process_before_response=True,
+        listener_executor=ThreadPoolExecutor(max_workers=16, thread_name_prefix="bolt"),
+    )
     seen = RecentKeys(4096)
 
     @app.use
@@ -240,41 +282,18 @@ def create_app(
     @app.command("/docker")
     def on_command(ack: Any, body: dict[str, Any], context: Any) -> None:
         acknowledge(ack, context)
-        user, channel = body.get("user_id", ""), body.get("channel_id", "")
-        reply = SlackReply(client, channel=channel, user=user, response_url=body.get("response_url"))
-        submit(
-            router.handle,
-            body.get("text", ""),
-            user=user,
-            channel=channel,
-            reply=reply,
-        )
+        dispatch.command(body)
 
     @app.action(re.compile("^" + re.escape(ACTION_PREFIX)))
     def on_button(ack: Any, body: dict[str, Any], context: Any) -> None:
         acknowledge(ack, context)
-        action = body["actions"][0]
-        user = body.get("user", {}).get("id", "")
-        container = body.get("container") or {}
-        channel = (body.get("channel") or {}).get("id") or container.get("channel_id", "")
-        response_url = body.get("response_url")
-        ref = SlackRef(channel=channel, ts=container.get("message_ts"), response_url=response_url)
-        reply = SlackReply(client, channel=channel, user=user, response_url=response_url)
-        submit(
-            router.press,
-            action["action_id"],
-            action.get("value", ""),
-            user=user,
-            channel=channel,
-            message=ref,
-            reply=reply,
-        )
+        dispatch.button(body)
 
     @app.event("app_home_opened")
     def on_home_opened(event: dict[str, Any]) -> None:
-        # Events are acked by Bolt before this runs; the view is built on the worker pool.
+        # Events are acked by Bolt before this runs; the view is built by the dispatch's workers.
         if event.get("tab", "home") == "home":
-            submit(publish_home, client, router.services, event["user"])
+            dispatch.home_opened(event["user"])
 
     @app.error
     def on_error(error: Exception, body: dict[str, Any]) -> None:

@@ -51,3 +51,24 @@ def start_bot(engine: Engine, fake_slack: FakeSlack, data_dir: Path, **env_extra
         line = proc.stdout.readline()  # type: ignore[union-attr]
         assert line, "the bot did not start:\n" + log.read_text(errors="replace")[-3000:]
     return BotProcess(proc, "http://" + line.split("HTTP on ")[1].strip(), log)
+
+
+def worker_pid(bot: BotProcess) -> int | None:
+    """The pid of the bot's worker process (bot.worker), or None while there is none."""
+    for child in Path(f"/proc/{bot.proc.pid}/task").glob("*/children"):
+        for pid in child.read_text().split():
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+            except FileNotFoundError:
+                continue
+            if b"multiprocessing.spawn" in cmdline and b"resource_tracker" not in cmdline:
+                return int(pid)
+    return None
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"

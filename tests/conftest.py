@@ -7,7 +7,6 @@ socket that does not exist until the sandbox fixture replaces it with its own.
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -28,9 +27,9 @@ os.environ["DOCKER_HOST"] = "unix:///nonexistent/dockerbot-tests-have-no-engine-
 from bot.config import Settings  # noqa: E402
 from bot.router import Router  # noqa: E402
 from bot.sandbox import Engine, Sandbox, ensure_packages  # noqa: E402
-from bot.server import Readiness, http_app, make_http_server  # noqa: E402
+from bot.server import HttpServer, Readiness, http_app  # noqa: E402
 from bot.services import Services, build_services  # noqa: E402
-from bot.slack_app import create_app, make_web_client  # noqa: E402
+from bot.slack_app import LocalDispatch, create_app, make_web_client  # noqa: E402
 from tests.chat import ChatBot  # noqa: E402
 from tests.fakes.hub import FakeHub  # noqa: E402
 from tests.fakes.registry import FakeRegistry  # noqa: E402
@@ -122,16 +121,13 @@ class SlackHttpBot:
 def slack_http(settings: Settings, fake_slack: FakeSlack, services: Services) -> Iterator[SlackHttpBot]:
     settings = settings.model_copy(update={"slack_api_url": fake_slack.api_url})
     work = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="work")
-    app = create_app(settings, Router(services), client=make_web_client(settings), work=work)
-    server = make_http_server(
+    client = make_web_client(settings)
+    app = create_app(settings, LocalDispatch(Router(services), client, work), client=client)
+    server = HttpServer(
         http_app(app, Readiness(services.hosts.default)), "127.0.0.1", 0, settings.max_body_bytes
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
+    ).start()
     try:
-        yield SlackHttpBot(
-            f"http://127.0.0.1:{server.effective_port}/slack/events", fake_slack, SIGNING_SECRET
-        )
+        yield SlackHttpBot(f"http://127.0.0.1:{server.port}/slack/events", fake_slack, SIGNING_SECRET)
     finally:
         server.close()
         work.shutdown(wait=True, cancel_futures=True)
@@ -151,7 +147,8 @@ def slack_socket(settings: Settings, fake_slack: FakeSlack, services: Services) 
         update={"slack_api_url": fake_slack.api_url, "slack_app_token": SecretStr(APP_TOKEN)}
     )
     work = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="work")
-    app = create_app(settings, Router(services), client=make_web_client(settings), work=work)
+    client = make_web_client(settings)
+    app = create_app(settings, LocalDispatch(Router(services), client, work), client=client)
     handler = socket_mode_handler(app, APP_TOKEN)
     handler.connect()
     fake_slack.wait_connected()

@@ -19,7 +19,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -305,13 +304,11 @@ class HealthServer:
 
 @pytest.fixture
 def health_server() -> Iterator[HealthServer]:
-    from bot.server import health_app, make_http_server
+    from bot.server import HttpServer, health_app
 
-    server = make_http_server(health_app(lambda: {"engine": True}), "127.0.0.1", 0, 1_000_000)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
+    server = HttpServer(health_app(lambda: {"engine": True}), "127.0.0.1", 0, 1_000_000).start()
     try:
-        yield HealthServer(server.effective_port)
+        yield HealthServer(server.port)
     finally:
         server.close()
 

@@ -1,22 +1,27 @@
-"""Operating the bot: /readyz follows the engine, /metrics counts commands, SIGTERM ends cleanly."""
+"""Operating the bot: /readyz follows the engine, /metrics counts commands, SIGTERM ends cleanly,
+and the worker process is supervised."""
 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sqlite3
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from bot.sandbox import Engine
-from tests.botprocess import start_bot
+from tests.botprocess import alive, start_bot, worker_pid
 from tests.conftest import SIGNING_SECRET, SlackHttpBot
 from tests.fakes.registry import FakeRegistry
 from tests.fakes.slack import FakeSlack
 from tests.fakes.slack_requests import post_signed, slash_command_body
 
+T = TypeVar("T")
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
@@ -89,3 +94,60 @@ def test_sigterm_during_a_pull_ends_cleanly_and_says_so(
     assert "Traceback" not in bot.logs()
     with sqlite3.connect(tmp_path / "dockerbot.sqlite3") as db:
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def _help_count(metrics_url: str) -> float:
+    for line in _get(metrics_url)[1].decode().splitlines():
+        if line.startswith('dockerbot_commands_total{command="help",outcome="ok"}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def _until(check: Callable[[], T], timeout: float = 30) -> T:
+    deadline = time.monotonic() + timeout
+    while not (found := check()):
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+    return found
+
+
+def test_the_served_bot_survives_its_worker_and_never_outlives_itself(
+    engine: Engine, fake_slack: FakeSlack, tmp_path: Path
+) -> None:
+    bot = start_bot(engine, fake_slack, tmp_path)
+    base = bot.url.replace("/slack/events", "")
+    try:
+        first = worker_pid(bot)
+        assert first is not None and alive(first)
+        assert json.loads(_get(base + "/readyz")[1]) == {
+            "ready": True,
+            "engine": True,
+            "slack": True,
+            "worker": True,
+        }
+
+        def ask(tag: str) -> None:
+            body = slash_command_body("help", response_url=fake_slack.response_url(tag))
+            assert post_signed(bot.url, body, SIGNING_SECRET)[0] == 200
+            fake_slack.wait_for("response_url", lambda c: c.tag == tag, timeout=30)
+
+        # Commands run in the worker, acks in the front: /metrics sums both processes.
+        ask("before")
+        _until(lambda: _help_count(base + "/metrics") == 1)
+        assert "dockerbot_ack_seconds_count 1.0" in _get(base + "/metrics")[1].decode()
+
+        os.kill(first, signal.SIGKILL)
+        second = _until(
+            lambda: (pid := worker_pid(bot)) != first and pid and _get(base + "/readyz")[0] == 200 and pid
+        )
+        assert bot.proc.poll() is None, "the front process stayed up"
+        ask("after")
+        _until(lambda: _help_count(base + "/metrics") == 2)  # the dead worker's count is kept
+        assert "restarting it" in bot.logs()
+
+        bot.proc.send_signal(signal.SIGKILL)  # a crash of the front: its worker must not live on
+        bot.proc.wait(10)
+        _until(lambda: not alive(second), timeout=10)
+    finally:
+        if bot.proc.poll() is None:
+            bot.proc.kill()

@@ -244,6 +244,10 @@ class FakeSlack:
         self.ws_messages: list[dict[str, Any]] = []
         #: Ack frames received (those with an ``envelope_id``), in arrival order.
         self.acks: list[dict[str, Any]] = []
+        # perf_counter() when each envelope was sent and its ack frame read, taken by the threads
+        # that do so: a waiter woken later (behind this process's GIL) would add its own delay.
+        self._sent_at: dict[str, float] = {}
+        self._acked_at: dict[str, float] = {}
         #: Envelopes sent with :meth:`send_envelope`, in order.
         self.envelopes: list[dict[str, Any]] = []
         #: Path (with query) of every websocket connection accepted.
@@ -455,6 +459,8 @@ class FakeSlack:
             self.ws_messages.clear()
             self.acks.clear()
             self.envelopes.clear()
+            self._sent_at.clear()
+            self._acked_at.clear()
 
     def message(self, channel: str, ts: str) -> dict[str, Any] | None:
         """Current state of a message posted via chat.postMessage (after updates), or None."""
@@ -890,6 +896,7 @@ class FakeSlack:
             self._cond.notify_all()
         try:
             for frame in conn:
+                received_at = time.perf_counter()
                 text = frame if isinstance(frame, str) else frame.decode("utf-8", errors="replace")
                 try:
                     msg = json.loads(text)
@@ -901,6 +908,7 @@ class FakeSlack:
                     self.ws_messages.append(msg)
                     if "envelope_id" in msg:
                         self.acks.append(msg)
+                        self._acked_at.setdefault(str(msg["envelope_id"]), received_at)
                     self._cond.notify_all()
         except ConnectionClosed:
             pass
@@ -978,8 +986,14 @@ class FakeSlack:
             env["retry_reason"] = retry_reason
         with self._lock:
             self.envelopes.append(env)
+            self._sent_at[envelope_id] = time.perf_counter()
         self._send_ws(env, timeout)
         return envelope_id
+
+    def ack_seconds(self, envelope_id: str) -> float:
+        """From sending the envelope to reading its ack frame (after `wait_for_ack` returned)."""
+        with self._lock:
+            return self._acked_at[envelope_id] - self._sent_at[envelope_id]
 
     def wait_for_ack(self, envelope_id: str, timeout: float = 5.0) -> dict[str, Any]:
         """Return the ack frame for ``envelope_id`` (``{"envelope_id":..., "payload"?:...}``)."""
