@@ -20,6 +20,7 @@ from bot.commands import UserError
 from bot.hosts import CONNECTION_ERRORS, DockerHost, EngineUnavailable, connection_cause
 from bot.messages import Message
 from bot.policy import Policy, resolve_policy
+from bot.store import GroupAudit, audit_row
 
 if TYPE_CHECKING:
     from bot.ledger import Ledger
@@ -84,22 +85,29 @@ def execute_plan(
     channel: str,
     request_id: str | None,
 ) -> CleanupResult:
-    store = services.store
+    entries = GroupAudit(services.store)
 
     def audit(outcome: Removed | Skipped) -> None:
         result = "; ".join(outcome.lines) if isinstance(outcome, Removed) else f"skipped: {outcome.reason}"
-        store.audit(
-            user=user,
-            channel=channel,
-            host=host.name,
-            action="cleanup.remove",
-            image_id=outcome.image_id,
-            tags=outcome.tags,
-            result=result[:2000],
-            request_id=request_id,
+        entries.add(
+            audit_row(
+                user=user,
+                channel=channel,
+                host=host.name,
+                action="cleanup.remove",
+                image_id=outcome.image_id,
+                tags=outcome.tags,
+                result=result[:2000],
+                request_id=request_id,
+            )
         )
 
     result = execute_cleanup(host.api, plan, prune_build_cache=prune_build_cache, on_done=audit)
+    try:
+        entries.flush()
+    except Exception as error:  # the removals happened: the summary must still say what they were
+        log.exception("could not write the cleanup's audit entries")
+        result.errors.append(f"Some audit entries could not be written: {type(error).__name__}.")
     ledger_of(services).forget_many(host.name, [removed.image_id for removed in result.removed])
     return result
 

@@ -11,7 +11,7 @@ import fnmatch
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 import docker
@@ -63,7 +63,11 @@ class CleanupPlan:
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # What asdict gives, without its deep copy of every field (it is stored as JSON at once).
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["candidates"] = [dict(vars(c)) for c in self.candidates]
+        data["kept"] = [dict(vars(k)) for k in self.kept]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CleanupPlan:

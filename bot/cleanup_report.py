@@ -102,12 +102,11 @@ def preview_message(plan: CleanupPlan, policy: Policy, title: str | None = None)
         header(title),
         section(f"{what}\nPolicy: `{ellipsis(policy.title, 500)}`"),
     ]
+    removing, keeping = candidates_table(plan.candidates, plan.now), reasons_table(plan.kept)
     if n:
-        blocks += folded(f"*Would remove ({n})*", candidates_table(plan.candidates, plan.now), n)
+        blocks += folded(f"*Would remove ({n})*", removing, n)
     if plan.kept:
-        blocks += folded(
-            f"*Kept ({len(plan.kept)}):* {counts(plan.kept)}", reasons_table(plan.kept), len(plan.kept)
-        )
+        blocks += folded(f"*Kept ({len(plan.kept)}):* {counts(plan.kept)}", keeping, len(plan.kept))
     notes = list(plan.notes)
     if plan.unmatched:
         notes.append(f"{_plural(plan.unmatched, 'other image')} not matched by the policy")
@@ -118,9 +117,8 @@ def preview_message(plan: CleanupPlan, policy: Policy, title: str | None = None)
     files = []
     if n > _SHOWN_ROWS or len(plan.kept) > _SHOWN_ROWS:
         report = (
-            f"{title}\nPolicy: {policy.text}\n\nWould remove ({n}):\n"
-            f"{candidates_table(plan.candidates, plan.now)}\n\nKept ({len(plan.kept)}):\n"
-            f"{reasons_table(plan.kept)}\n"
+            f"{title}\nPolicy: {policy.text}\n\nWould remove ({n}):\n{removing}\n\n"
+            f"Kept ({len(plan.kept)}):\n{keeping}\n"
         )
         files.append(File(f"cleanup-preview-{plan.host}.txt", report, title))
     text = f"{title}: would remove {n} images, freeing at least {human_size(plan.frees, 4)}"

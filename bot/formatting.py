@@ -156,6 +156,8 @@ def ellipsis(text: str, width: int) -> str:
         return ""
     if width == 1:
         return text[0]  # Go returns the first rune even if it is wide
+    if text.isascii():  # every ASCII character is one cell: the common case, without a lookup each
+        return text if len(text) <= width else text[: width - 1] + "…"
     widths = [_ellipsis_cell_width(c) for c in text]
     if sum(widths) <= width:
         return text

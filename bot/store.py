@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,6 +114,66 @@ class Claim:
     reason: str = ""  # why not: "missing", "expired", "done", "cancelled", "running"
 
 
+def audit_row(
+    *,
+    user: str,
+    channel: str,
+    host: str,
+    action: str,
+    result: str,
+    image_id: str | None = None,
+    tags: list[str] | None = None,
+    request_id: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "at": time.time(),
+        "user": user,
+        "channel": channel,
+        "host": host,
+        "action": action,
+        "image_id": image_id,
+        "tags": tags or [],
+        "result": result,
+        "request_id": request_id,
+    }
+
+
+class GroupAudit:
+    """Audit entries from many threads, committed in groups (a database's "group commit").
+
+    `add` commits at once unless another thread is committing; then that thread commits this
+    entry too, with whatever else arrived meanwhile, before it lets go. So an entry is on disk
+    within one commit of being added, like a lone `Store.audit`, at a fraction of the cost per
+    entry when a cleanup removes hundreds of images."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._pending: list[dict[str, Any]] = []
+        self._pending_lock = threading.Lock()
+        self._committing = threading.Lock()
+
+    def add(self, row: dict[str, Any]) -> None:
+        with self._pending_lock:
+            self._pending.append(row)
+        self._commit(wait=False)
+
+    def flush(self) -> None:
+        """Commit everything added so far (waiting for a commit under way)."""
+        self._commit(wait=True)
+
+    def _commit(self, wait: bool) -> None:
+        while self._committing.acquire(blocking=wait):
+            try:
+                with self._pending_lock:
+                    rows, self._pending = self._pending, []
+                self.store.write_audit(rows)
+            finally:
+                self._committing.release()
+            with self._pending_lock:  # added while we committed, by a thread that did not wait
+                if not self._pending:
+                    return
+
+
 class Store:
     def __init__(self, url: str, audit_file: Path | None = None) -> None:
         self.engine = make_engine(url)
@@ -195,38 +256,27 @@ class Store:
             )
 
     # --- audit ---------------------------------------------------------------------------------
-    def audit(
-        self,
-        *,
-        user: str,
-        channel: str,
-        host: str,
-        action: str,
-        result: str,
-        image_id: str | None = None,
-        tags: list[str] | None = None,
-        request_id: str | None = None,
-    ) -> None:
-        row = {
-            "at": time.time(),
-            "user": user,
-            "channel": channel,
-            "host": host,
-            "action": action,
-            "image_id": image_id,
-            "tags": tags or [],
-            "result": result,
-            "request_id": request_id,
-        }
+    def audit(self, **fields: Any) -> None:
+        """One audit entry (the fields of `audit_row`), committed before this returns."""
+        self.write_audit([audit_row(**fields)])
+
+    def write_audit(self, rows: list[dict[str, Any]]) -> None:
+        """Audit entries in one transaction, then the same lines to DOCKERBOT_AUDIT_FILE."""
+        if not rows:
+            return
         with self.engine.begin() as conn:
-            conn.execute(insert(audit_log).values(**row))
+            conn.execute(insert(audit_log), rows)
         if self.audit_file is not None:
-            line = json.dumps({**row, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(row["at"]))})
+            text = "".join(
+                json.dumps({**row, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(row["at"]))})
+                + "\n"
+                for row in rows
+            )
             if str(self.audit_file) == "-":
-                print(line, flush=True)
+                print(text, end="", flush=True)
             else:
                 with open(self.audit_file, "a", encoding="utf-8") as fh:
-                    fh.write(line + "\n")
+                    fh.write(text)
 
     def recent_audit(self, limit: int) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:

@@ -211,6 +211,10 @@ def test_ellipsis_search_description_width_45() -> None:
         ("你好世界teststring", 6, "你好…"),
         ("你好世界teststring", 20, "你好世界teststring"),
         ("é" + A44 + "b", 45, "é" + "a" * 43 + "…"),  # non-ASCII path, narrow chars
+        ("teststring", 2, "t…"),  # ASCII: one cell a character
+        ("teststring", 9, "teststri…"),
+        ("teststring", 10, "teststring"),
+        ("tab\there", 7, "tab\the…"),
         ("", 5, ""),
     ],
 )

@@ -6,7 +6,7 @@ import threading
 import time
 from pathlib import Path
 
-from bot.store import Store, database_url
+from bot.store import GroupAudit, Store, audit_row, database_url
 
 
 def _store(url: str) -> Store:
@@ -76,3 +76,35 @@ def test_audit_json_lines_file(tmp_path: Path) -> None:
         and entry["tags"] == ["ubuntu:latest"]
         and entry["time"].endswith("Z")
     )
+
+
+def test_group_audit_commits_every_entry_once_without_a_flush(db_url: str, tmp_path: Path) -> None:
+    """Eight threads add 150 entries each; commits run while others add. Every entry is in the
+    database and in the JSON lines file exactly once, with no flush: a committer takes up what
+    arrived during its commit before it lets go."""
+    import json
+
+    path = tmp_path / "audit.jsonl"
+    store = Store(db_url, audit_file=path)
+    entries = GroupAudit(store)
+    barrier = threading.Barrier(8)
+
+    def add_many(thread: int) -> None:
+        barrier.wait()
+        for i in range(150):
+            entries.add(
+                audit_row(
+                    user="U1", channel="C1", host="local", action="cleanup.remove", result=f"{thread}-{i}"
+                )
+            )
+
+    threads = [threading.Thread(target=add_many, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    in_db = [row["result"] for row in store.recent_audit(5000)]
+    in_file = [json.loads(line)["result"] for line in path.read_text().splitlines()]
+    expected = {f"{t}-{i}" for t in range(8) for i in range(150)}
+    assert len(in_db) == len(in_file) == 1200
+    assert set(in_db) == set(in_file) == expected
