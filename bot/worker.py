@@ -29,6 +29,7 @@ from typing import Any
 log = logging.getLogger("dockerbot.worker")
 
 _STOP = ("stop",)
+WORKER_NICENESS = 10
 _PR_SET_PDEATHSIG = 1
 
 
@@ -183,7 +184,6 @@ def run_worker(conn: Connection) -> None:
     # Ctrl-C signal the whole group; the front's "stop" is what counts).
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    os.nice(10)
     from bot.botconfig import ConfigError
     from bot.logs import setup_logging
     from bot.router import Router
@@ -193,6 +193,11 @@ def run_worker(conn: Connection) -> None:
 
     settings = load_settings()
     setup_logging(settings.log_level, settings.log_format, secrets_of(settings))
+    # Below the front process, so that under load acks get the CPU first; replies can wait a little.
+    try:
+        os.nice(WORKER_NICENESS)
+    except OSError as error:  # e.g. a seccomp filter without setpriority: run at the same priority
+        log.warning("could not lower the worker's priority: %s", error)
     try:
         services = build_services(settings)
     except ConfigError as error:
@@ -211,7 +216,10 @@ def run_worker(conn: Connection) -> None:
             break
         if kind == _STOP[0]:
             break
-        getattr(dispatch, kind)(*args)
+        try:
+            getattr(dispatch, kind)(*args)
+        except Exception:  # one malformed request must not end the worker
+            log.exception("could not take a %s request", kind)
     finish(router.services, work)
 
 

@@ -715,6 +715,12 @@ def test_systemd_unit_is_hardened_and_keeps_the_socket_usable() -> None:
     assert "AF_UNIX" in get["RestrictAddressFamilies"].split(), "the docker socket is AF_UNIX"
     for breaks in ("PrivateNetwork", "PrivateUsers"):  # no Slack; the docker group remapped away
         assert get.get(breaks, "no") == "no", breaks
+    # The worker process lowers its own priority (bot.worker): setpriority is in @resources, which
+    # is denied, so it must be allowed again after that line (later lines edit the set in order).
+    filters = [value for key, value in service if key == "SystemCallFilter"]
+    denied_at = next(i for i, f in enumerate(filters) if f.startswith("~") and "@resources" in f)
+    assert "setpriority" in filters[denied_at + 1 :]
+    assert get["SystemCallErrorNumber"] == "EPERM", "a filtered call fails, it does not kill the bot"
 
 
 def test_systemd_accepts_every_line_of_the_unit(tmp_path: Path) -> None:
