@@ -1,4 +1,4 @@
-"""The bot as its own process (`python -m bot serve`, HTTP mode), for crash and shutdown tests."""
+"""The bot as deployed (`python -m bot serve`, two processes), for crash, shutdown and Socket Mode tests."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bot.sandbox import Engine
-from tests.conftest import BOT_TOKEN, SIGNING_SECRET
+from tests.conftest import APP_TOKEN, BOT_TOKEN, SIGNING_SECRET
 from tests.fakes.slack import FakeSlack
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -18,14 +18,17 @@ ROOT = Path(__file__).resolve().parent.parent
 @dataclass
 class BotProcess:
     proc: subprocess.Popen[str]
-    url: str  # where Slack posts: http://127.0.0.1:PORT/slack/events
+    url: str  # where Slack posts: http://127.0.0.1:PORT/slack/events (Socket Mode: the health server)
     log: Path  # the bot's stderr
 
     def logs(self) -> str:
         return self.log.read_text(errors="replace")
 
 
-def start_bot(engine: Engine, fake_slack: FakeSlack, data_dir: Path, **env_extra: str) -> BotProcess:
+def start_bot(
+    engine: Engine, fake_slack: FakeSlack, data_dir: Path, *, socket_mode: bool = False, **env_extra: str
+) -> BotProcess:
+    """`python -m bot serve` in HTTP mode, or in Socket Mode (then `url` is its health server's)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DOCKERBOT_"))}
     env.update(
         DOCKER_HOST=engine.docker_host,
@@ -35,6 +38,8 @@ def start_bot(engine: Engine, fake_slack: FakeSlack, data_dir: Path, **env_extra
         DOCKERBOT_DATA_DIR=str(data_dir),
         **env_extra,
     )
+    if socket_mode:
+        env.update(SLACK_APP_TOKEN=APP_TOKEN, DOCKERBOT_HEALTH_PORT="0")
     data_dir.mkdir(parents=True, exist_ok=True)
     log = data_dir / "bot-stderr.log"
     with log.open("a") as stderr:  # a file, not a pipe: a full pipe would block the bot's logging
@@ -46,11 +51,12 @@ def start_bot(engine: Engine, fake_slack: FakeSlack, data_dir: Path, **env_extra
             stderr=stderr,
             text=True,
         )
+    ready = "health on " if socket_mode else "HTTP on "
     line = ""
-    while "HTTP on" not in line:
+    while ready not in line:
         line = proc.stdout.readline()  # type: ignore[union-attr]
         assert line, "the bot did not start:\n" + log.read_text(errors="replace")[-3000:]
-    return BotProcess(proc, "http://" + line.split("HTTP on ")[1].strip(), log)
+    return BotProcess(proc, "http://" + line.split(ready)[1].strip(), log)
 
 
 def worker_pid(bot: BotProcess) -> int | None:

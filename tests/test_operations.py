@@ -19,7 +19,7 @@ from tests.botprocess import alive, start_bot, worker_pid
 from tests.conftest import SIGNING_SECRET, SlackHttpBot
 from tests.fakes.registry import FakeRegistry
 from tests.fakes.slack import FakeSlack
-from tests.fakes.slack_requests import post_signed, slash_command_body
+from tests.fakes.slack_requests import post_signed, slash_command_body, slash_command_payload
 
 T = TypeVar("T")
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -151,3 +151,28 @@ def test_the_served_bot_survives_its_worker_and_never_outlives_itself(
     finally:
         if bot.proc.poll() is None:
             bot.proc.kill()
+
+
+def test_socket_mode_as_deployed_acks_and_answers(
+    engine: Engine, fake_slack: FakeSlack, tmp_path: Path
+) -> None:
+    """`python -m bot serve` with an app token: the front process holds the websocket and acks,
+    the worker answers on the response_url; /readyz reports the connection and the worker."""
+    bot = start_bot(engine, fake_slack, tmp_path, socket_mode=True)
+    try:
+        fake_slack.wait_connected(timeout=30)
+        payload = slash_command_payload("help", response_url=fake_slack.response_url("socket"))
+        fake_slack.wait_for_ack(fake_slack.send_envelope("slash_commands", payload, timeout=10), timeout=10)
+        [reply] = fake_slack.wait_for("response_url", lambda c: c.tag == "socket", timeout=30)
+        assert "/docker images" in str(reply.body)
+        ready = _until(
+            lambda: _get(bot.url + "/readyz")[0] == 200 and json.loads(_get(bot.url + "/readyz")[1])
+        )
+        assert ready == {"ready": True, "engine": True, "slack": True, "worker": True}
+        fake_slack.close_connections()  # as Slack does before a restart; then SIGTERM ends it cleanly
+        bot.proc.send_signal(signal.SIGTERM)
+        assert bot.proc.wait(timeout=30) == 0
+    finally:
+        if bot.proc.poll() is None:
+            bot.proc.kill()
+    assert "Traceback" not in bot.logs()

@@ -1,5 +1,5 @@
-"""What the sandbox runs (dockerd, docker-registry, a static busybox, openssl, haproxy) and installing it
-with apt-get when missing.
+"""What the sandbox runs (dockerd, docker-registry, a static busybox, openssl, haproxy, sshd) and
+installing it with apt-get when missing.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Literal
 
 DOCKERD = "/usr/sbin/dockerd"
 REGISTRY_BIN = "/usr/bin/docker-registry"
+SSHD = "/usr/sbin/sshd"
 BUSYBOX = Path("/bin/busybox")
 _PACKAGES = ("docker.io", "docker-registry", "busybox-static")
 
@@ -50,11 +51,13 @@ def _missing_packages() -> list[str]:
         missing.append("busybox-static")
     if not shutil.which("haproxy"):  # the least-privilege socket proxy of deploy/, tested for real
         missing.append("haproxy")
+    if not Path(SSHD).exists():  # ssh:// hosts, tested against a private sshd (tests/fakes/sshd.py)
+        missing.append("openssh-server")
     return missing
 
 
 def ensure_packages() -> None:
-    """Install dockerd, docker-registry and a static busybox with apt if any is missing (root only)."""
+    """Install what `_missing_packages` finds missing with apt-get (root only)."""
     missing = _missing_packages()
     if not missing:
         return
@@ -65,6 +68,17 @@ def ensure_packages() -> None:
         )
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     subprocess.run(["apt-get", "update"], check=True, env=env)
-    subprocess.run(["apt-get", "install", "-y", *_PACKAGES, *missing], check=True, env=env)
+    # Debian's own switch (ssh.service and /etc/init.d/ssh honour it): installing openssh-server must
+    # not start a system sshd on port 22; the tests run their own on a private port.
+    marker = Path("/etc/ssh/sshd_not_to_be_run")
+    hold_sshd = "openssh-server" in missing and not marker.exists()
+    if hold_sshd:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+    try:
+        subprocess.run(["apt-get", "install", "-y", *_PACKAGES, *missing], check=True, env=env)
+    finally:
+        if hold_sshd:
+            marker.unlink(missing_ok=True)
     if still := _missing_packages():
         raise RuntimeError(f"still missing after apt-get install: {', '.join(still)}")
