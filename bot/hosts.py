@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import docker
+import paramiko
 import requests
 
 from bot.commands import UserError
@@ -24,16 +25,23 @@ class EngineUnavailable(UserError):
         super().__init__(f"Cannot reach the Docker engine on host `{host.name}` ({host.address}): {cause}")
 
 
-# Errors raised by requests/urllib3/docker when the engine cannot be reached at all.
+# Errors raised by requests/urllib3/docker when the engine cannot be reached at all; paramiko's for ssh://
+# hosts (a session that dropped, or a channel the server would not open).
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     requests.exceptions.ConnectionError,
     requests.exceptions.Timeout,
     ConnectionError,
+    paramiko.SSHException,
 )
+_SSH_KEY_REFUSED = "ssh authentication failed (is the bot's key in the host's authorized_keys?)"
 
 
 def connection_cause(error: BaseException) -> str:
     """A short, human cause for a connection failure (no URLs with credentials, no tracebacks)."""
+    if isinstance(error, paramiko.BadHostKeyException):
+        return "its ssh host key does not match the bot's known_hosts"
+    if isinstance(error, paramiko.AuthenticationException):
+        return _SSH_KEY_REFUSED
     text = str(error)
     for marker, cause in (
         ("No such file or directory", "the engine's socket does not exist (is dockerd running?)"),
@@ -42,6 +50,16 @@ def connection_cause(error: BaseException) -> str:
         ("timed out", "the engine did not answer in time"),
         ("Read timed out", "the engine did not answer in time"),
         ("Name or service not known", "unknown host name"),
+        ("Unable to connect to port", "cannot connect to its ssh server (is sshd running?)"),
+        ("not found in known_hosts", "its ssh host key is not in the bot's known_hosts"),
+        ("No authentication methods available", _SSH_KEY_REFUSED),
+        ("SSH session not active", "the ssh connection dropped"),
+        ("Socket is closed", "the ssh connection dropped"),
+        (
+            "Remote end closed connection without response",
+            "the engine closed the connection without an answer"
+            " (ssh:// hosts: does `docker system dial-stdio` work there?)",
+        ),
     ):
         if marker in text:
             return cause
@@ -74,6 +92,10 @@ class DockerHost:
 
     def client(self) -> docker.DockerClient:
         with self._lock:
+            if self._client is not None and _ssh_dropped(self._client):
+                # docker-py never reopens a dropped ssh connection: its pools keep the dead transport.
+                self._client.close()
+                self._client = None
             if self._client is None:
                 self._client = self._connect()
             return self._client
@@ -109,7 +131,7 @@ class DockerHost:
                 client.api.trust_env = False
                 client.api._version = client.api._retrieve_server_version()
             return client
-        except docker.errors.DockerException as error:
+        except (docker.errors.DockerException, paramiko.SSHException, OSError) as error:  # OSError: ssh://
             raise EngineUnavailable(self, connection_cause(error.__cause__ or error)) from error
 
     def ping(self, timeout: float = 2.0) -> bool:
@@ -126,6 +148,14 @@ class DockerHost:
             if self._client is not None:
                 self._client.close()
                 self._client = None
+
+
+def _ssh_dropped(client: docker.DockerClient) -> bool:
+    ssh = getattr(getattr(client.api, "_custom_adapter", None), "ssh_client", None)
+    if not isinstance(ssh, paramiko.SSHClient):
+        return False
+    transport = ssh.get_transport()
+    return transport is None or not transport.is_active()
 
 
 class HostPool:

@@ -12,8 +12,10 @@ import re
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any, Protocol
 
 from slack_bolt import App, BoltResponse
@@ -210,12 +212,14 @@ class LocalDispatch:
         groups.fetch = lambda group: client.usergroups_users_list(usergroup=group)["users"]
         groups.start()
 
-    def command(self, body: dict[str, Any]) -> None:
+    # `done`, if given, is called when the work has finished, however it ended.
+    def command(self, body: dict[str, Any], done: Callable[[], None] | None = None) -> None:
         user, channel = body.get("user_id", ""), body.get("channel_id", "")
         reply = SlackReply(self.client, channel=channel, user=user, response_url=body.get("response_url"))
-        self._submit(self.router.handle, body.get("text", ""), user=user, channel=channel, reply=reply)
+        work = partial(self.router.handle, body.get("text", ""), user=user, channel=channel, reply=reply)
+        self._submit(work, done)
 
-    def button(self, body: dict[str, Any]) -> None:
+    def button(self, body: dict[str, Any], done: Callable[[], None] | None = None) -> None:
         action = body["actions"][0]
         user = body.get("user", {}).get("id", "")
         container = body.get("container") or {}
@@ -223,7 +227,7 @@ class LocalDispatch:
         response_url = body.get("response_url")
         ref = SlackRef(channel=channel, ts=container.get("message_ts"), response_url=response_url)
         reply = SlackReply(self.client, channel=channel, user=user, response_url=response_url)
-        self._submit(
+        work = partial(
             self.router.press,
             action["action_id"],
             action.get("value", ""),
@@ -232,18 +236,22 @@ class LocalDispatch:
             message=ref,
             reply=reply,
         )
+        self._submit(work, done)
 
-    def home_opened(self, user: str) -> None:
-        self._submit(publish_home, self.client, self.router.services, user)
+    def home_opened(self, user: str, done: Callable[[], None] | None = None) -> None:
+        self._submit(partial(publish_home, self.client, self.router.services, user), done)
 
-    def _submit(self, fn: Any, *args: Any, **kwargs: Any) -> None:
+    def _submit(self, work: Callable[[], Any], done: Callable[[], None] | None) -> None:
         def guarded() -> None:
             try:
-                fn(*args, **kwargs)
+                work()
             except Exception as error:  # a failing reply must not kill the worker silently
                 if isinstance(error, SlackApiError):
                     count_api_error(error)
                 log.exception("could not deliver a reply to Slack")
+            finally:
+                if done is not None:
+                    done()
 
         self.work.submit(guarded)
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
+import itertools
 import logging
 import multiprocessing
 import os
@@ -54,22 +56,34 @@ class WorkerProcess:
         self._started = threading.Event()
         self._failure: str | None = None
         self.restarts = 0
+        # Commands and button presses sent to the worker and not finished there yet, by job number:
+        # if the worker dies, their users are told (see `_tell_interrupted`).
+        self._jobs = itertools.count(1)
+        self._in_flight: dict[int, tuple[str, dict[str, Any]]] = {}
+        self._in_flight_lock = threading.Lock()
+        self._supervisor = threading.Thread(target=self._supervise, name="worker-supervisor", daemon=True)
 
     # --- Dispatch ----------------------------------------------------------------------------------
     def command(self, body: dict[str, Any]) -> None:
-        self._outbox.put(("command", body))
+        self._send("command", body)
 
     def button(self, body: dict[str, Any]) -> None:
-        self._outbox.put(("button", body))
+        self._send("button", body)
 
     def home_opened(self, user: str) -> None:
-        self._outbox.put(("home_opened", user))
+        self._outbox.put(("home_opened", 0, user))  # job 0: nobody waits for an answer
+
+    def _send(self, kind: str, body: dict[str, Any]) -> None:
+        job = next(self._jobs)
+        with self._in_flight_lock:
+            self._in_flight[job] = (kind, body)
+        self._outbox.put((kind, job, body))
 
     # --- life --------------------------------------------------------------------------------------
     def start(self, timeout: float = 120) -> None:
         """Start the worker and wait until it is ready; WorkerFailed if it could not start."""
         # The supervisor spawns every worker: PR_SET_PDEATHSIG follows the spawning *thread*.
-        threading.Thread(target=self._supervise, name="worker-supervisor", daemon=True).start()
+        self._supervisor.start()
         threading.Thread(target=self._forward, name="worker-forward", daemon=True).start()
         if not self._started.wait(timeout):
             raise WorkerFailed(f"the worker process did not start within {timeout:g} s")
@@ -95,6 +109,7 @@ class WorkerProcess:
             log.warning("the worker did not stop within %g s; killing it", timeout)
             process.kill()
             process.join(5)
+        self._supervisor.join(5)  # it tells the users of requests the worker did not get to
         self._outbox.put(None)
 
     # --- threads -----------------------------------------------------------------------------------
@@ -117,20 +132,47 @@ class WorkerProcess:
                 self._failure = message[1] if message else f"the worker exited with code {process.exitcode}"
                 self._started.set()
                 return
-            process.join()
+            self._watch(parent_end, process)
             with self._lock:
                 self._conn = None
             parent_end.close()
+            with self._in_flight_lock:
+                lost, self._in_flight = list(self._in_flight.values()), {}
+            if lost:
+                notice = threading.Thread(
+                    target=_tell_interrupted, args=(lost, self._stopping.is_set()), name="worker-lost"
+                )
+                notice.start()  # not a daemon: the notices go out even if this process is ending
             if self._stopping.is_set():
                 return
             self.restarts += 1
             log.error(
-                "the worker process ended unexpectedly (exit code %s); restarting it in %g s",
+                "the worker process ended unexpectedly (exit code %s, %d requests unfinished); "
+                "restarting it in %g s",
                 process.exitcode,
+                len(lost),
                 delay,
             )
             self._stopping.wait(delay)
             delay = min(delay * 2, self._backoff[1])
+
+    def _watch(self, conn: Connection, process: Any) -> None:
+        """Until the worker exits: note each job it reports finished."""
+        while True:
+            ready = wait([conn, process.sentinel])
+            try:
+                while conn.poll():  # all it said, also what it said just before it went
+                    kind, job = conn.recv()
+                    if kind == "done":
+                        with self._in_flight_lock:
+                            self._in_flight.pop(job, None)
+            except (EOFError, OSError):
+                pass  # its end of the pipe closed: it is gone
+            else:
+                if process.sentinel not in ready:
+                    continue
+            process.join()
+            return
 
     def _forward(self) -> None:
         while (job := self._outbox.get()) is not None:
@@ -150,6 +192,32 @@ class WorkerProcess:
                             self._conn = None
             if job == _STOP:
                 return
+
+
+def _tell_interrupted(lost: list[tuple[str, dict[str, Any]]], shutting_down: bool) -> None:
+    """Say so to each user whose command or button press the worker did not finish: it died, or
+    the bot shut down before it got to them."""
+    from slack_sdk.webhook import WebhookClient
+
+    from bot.slack_app import retry_handlers
+
+    for kind, body in lost:
+        if not body.get("response_url"):
+            continue
+        what = f"`/docker {body.get('text', '')}`" if kind == "command" else "your button press"
+        if shutting_down:
+            text = f":warning: The bot shut down before it finished {what}: run it again when it is back."
+        else:
+            text = (
+                f":warning: The bot's worker process stopped while running {what}, and was restarted. "
+                "It may not have finished: check, and run it again if needed."
+            )
+        try:
+            WebhookClient(body["response_url"], retry_handlers=retry_handlers()).send(
+                text=text, response_type="ephemeral", replace_original=False
+            )
+        except Exception:  # the notice is a courtesy; the restart goes on regardless
+            log.exception("could not tell a user their request was interrupted")
 
 
 def _first_message(conn: Connection, process: Any) -> tuple[Any, ...] | None:
@@ -209,17 +277,26 @@ def run_worker(conn: Connection) -> None:
     dispatch = LocalDispatch(router, client, work)
     start_background(services, SlackPoster(client))
     conn.send(("ready",))
+    sending = threading.Lock()  # worker threads report finished jobs on the same pipe
+
+    def report_done(job: int) -> None:
+        with sending, contextlib.suppress(OSError):
+            conn.send(("done", job))
+
     while True:
         try:
-            kind, *args = conn.recv()
+            kind, *rest = conn.recv()
         except EOFError:  # the front process is gone
             break
         if kind == _STOP[0]:
             break
+        job, arg = rest
         try:
-            getattr(dispatch, kind)(*args)
+            getattr(dispatch, kind)(arg, done=functools.partial(report_done, job) if job else None)
         except Exception:  # one malformed request must not end the worker
             log.exception("could not take a %s request", kind)
+            if job:
+                report_done(job)
     finish(router.services, work)
 
 

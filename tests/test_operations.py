@@ -112,9 +112,10 @@ def _until(check: Callable[[], T], timeout: float = 30) -> T:
 
 
 def test_the_served_bot_survives_its_worker_and_never_outlives_itself(
-    engine: Engine, fake_slack: FakeSlack, tmp_path: Path
+    engine: Engine, fake_slack: FakeSlack, fake_registry: FakeRegistry, tmp_path: Path
 ) -> None:
-    bot = start_bot(engine, fake_slack, tmp_path)
+    fake_registry.stall_blobs = True  # a pull that starts, then waits for its layers
+    bot = start_bot(engine, fake_slack, tmp_path, DOCKERBOT_OPERATORS="U111")
     base = bot.url.replace("/slack/events", "")
     try:
         first = worker_pid(bot)
@@ -136,7 +137,18 @@ def test_the_served_bot_survives_its_worker_and_never_outlives_itself(
         _until(lambda: _help_count(base + "/metrics") == 1)
         assert "dockerbot_ack_seconds_count 1.0" in _get(base + "/metrics")[1].decode()
 
+        # A pull under way when the worker dies: its user is told, nobody else is.
+        body = slash_command_body(
+            f"pull {fake_registry.address}/library/ubuntu:latest",
+            response_url=fake_slack.response_url("pull"),
+        )
+        assert post_signed(bot.url, body, SIGNING_SECRET)[0] == 200
+        fake_slack.wait_for("chat.postMessage", timeout=60)
         os.kill(first, signal.SIGKILL)
+        [notice] = fake_slack.wait_for("response_url", lambda c: c.tag == "pull", timeout=30)
+        assert "worker process stopped while running `/docker pull" in notice.body["text"]
+        assert notice.body["response_type"] == "ephemeral"
+        assert [c.tag for c in fake_slack.calls("response_url")].count("before") == 1
         second = _until(
             lambda: (pid := worker_pid(bot)) != first and pid and _get(base + "/readyz")[0] == 200 and pid
         )
@@ -176,3 +188,20 @@ def test_socket_mode_as_deployed_acks_and_answers(
         if bot.proc.poll() is None:
             bot.proc.kill()
     assert "Traceback" not in bot.logs()
+
+
+def test_requests_the_worker_never_finished_are_answered(fake_slack: FakeSlack) -> None:
+    from bot.worker import _tell_interrupted
+
+    lost = [
+        ("command", {"text": "images --all", "response_url": fake_slack.response_url("cmd")}),
+        ("button", {"response_url": fake_slack.response_url("btn")}),
+        ("command", {"text": "help"}),  # no response_url: nobody to tell
+    ]
+    _tell_interrupted(lost, shutting_down=True)
+    said = {c.tag: c.body["text"] for c in fake_slack.calls("response_url")}
+    again = ": run it again when it is back."
+    assert said == {
+        "cmd": ":warning: The bot shut down before it finished `/docker images --all`" + again,
+        "btn": ":warning: The bot shut down before it finished your button press" + again,
+    }

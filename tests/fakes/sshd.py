@@ -1,0 +1,156 @@
+"""A private OpenSSH server in front of a sandbox engine, for testing `ssh://` Docker hosts for real.
+
+`Sshd(root, docker_host)` runs `/usr/sbin/sshd -D -e -f root/sshd_config` on 127.0.0.1:<free port> with
+its own ed25519 host key, one authorized client key (made fresh in root), `PasswordAuthentication no`,
+`StrictModes no`, `UsePAM no` and `SetEnv DOCKER_HOST=<docker_host>` (sshd_config SetEnv: OpenSSH 8.7+),
+so the `docker system dial-stdio` that docker-py runs in each session reaches the sandbox engine. Nothing
+under /etc/ssh or /root/.ssh is read or written; the only thing outside root is /run/sshd, the empty
+privilege-separation directory sshd insists on (Debian's unit makes it at boot; made here if missing).
+
+The client side is contained too. bot/hosts.py lets docker-py use paramiko (not the system `ssh`), and
+paramiko takes the key from `~/.ssh/config` (IdentityFile) and trusts only `~/.ssh/known_hosts`
+(RejectPolicy) — so `sshd.home` is a HOME for the client: `.ssh/config` names the key for 127.0.0.1
+(and a UserKnownHostsFile, for the system ssh), `.ssh/known_hosts` holds this server's host key under
+`[127.0.0.1]:<port>`. A test points HOME there (monkeypatch) and drops SSH_AUTH_SOCK so that no agent
+offers other keys: host key checking stays on, exactly as in production.
+
+`stop()` is the host going away: the listener and every session it forked (sshd detaches them into
+their own sessions, so they would outlive a plain SIGTERM to the listener) end, open connections drop.
+`start()` again brings it back on the same port with the same keys.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from types import TracebackType
+
+from bot.sandbox.packages import SSHD
+from bot.sandbox.processes import _free_port, _pid_alive, _pids, _tail, _terminate, _track, _untrack
+
+PRIVSEP_DIR = Path("/run/sshd")
+
+
+def _keygen(path: Path) -> str:
+    """A fresh ed25519 key pair at `path`; its public line."""
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "dockerbot-tests", "-f", str(path)],
+        check=True,
+        stdin=subprocess.DEVNULL,
+    )
+    return path.with_suffix(".pub").read_text().strip()
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+class Sshd:
+    user = "root"
+
+    def __init__(self, root: Path, docker_host: str) -> None:
+        self.root = Path(root)
+        self.docker_host = docker_host
+        self.port = _free_port()
+        self.log = self.root / "sshd.log"
+        self.home = self.root / "home"
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._write_files()
+
+    @property
+    def url(self) -> str:
+        return f"ssh://{self.user}@127.0.0.1:{self.port}"
+
+    def _write_files(self) -> None:
+        ssh_dir = self.home / ".ssh"
+        ssh_dir.mkdir(parents=True, mode=0o700)
+        (self.root / "docker-config").mkdir()  # the remote docker CLI's, not /root/.docker
+        host_key = _keygen(self.root / "ssh_host_ed25519_key")
+        client_key = _keygen(ssh_dir / "id_dockerbot")
+        (self.root / "authorized_keys").write_text(client_key + "\n")
+        known_hosts = ssh_dir / "known_hosts"
+        known_hosts.write_text(f"[127.0.0.1]:{self.port} {host_key}\n")
+        (ssh_dir / "config").write_text(
+            f"Host 127.0.0.1\n  IdentityFile {ssh_dir / 'id_dockerbot'}\n  UserKnownHostsFile {known_hosts}\n"
+        )
+        (self.root / "sshd_config").write_text(
+            f"ListenAddress 127.0.0.1:{self.port}\n"
+            f"HostKey {self.root / 'ssh_host_ed25519_key'}\n"
+            f"PidFile {self.root / 'sshd.pid'}\n"
+            f"AuthorizedKeysFile {self.root / 'authorized_keys'}\n"
+            "PubkeyAuthentication yes\n"
+            "PasswordAuthentication no\n"
+            "KbdInteractiveAuthentication no\n"
+            "PermitRootLogin prohibit-password\n"
+            "StrictModes no\n"
+            "UsePAM no\n"
+            f"SetEnv DOCKER_HOST={self.docker_host} DOCKER_CONFIG={self.root / 'docker-config'}\n"
+        )
+
+    def is_running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self, timeout: float = 10) -> None:
+        if self.is_running():
+            return
+        PRIVSEP_DIR.mkdir(mode=0o755, exist_ok=True)
+        with self.log.open("ab") as log:
+            start = log.tell()  # a restart must not take the last run's line for its own
+            self._proc = subprocess.Popen(
+                [SSHD, "-D", "-e", "-f", str(self.root / "sshd_config")],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        _track(self)
+        deadline = time.monotonic() + timeout
+        ready = f"Server listening on 127.0.0.1 port {self.port}".encode()
+        while ready not in self.log.read_bytes()[start:]:
+            if self._proc.poll() is not None or time.monotonic() > deadline:
+                why = "exited" if self._proc.poll() is not None else f"not ready after {timeout:g}s"
+                self.stop()
+                raise RuntimeError(f"sshd on 127.0.0.1:{self.port} {why}\n{_tail(self.log)}")
+            time.sleep(0.02)
+
+    def _sessions(self) -> list[int]:
+        """The processes our sshd forked for connections, and theirs (dial-stdio), deepest last."""
+        if self._proc is None:
+            return []
+        family = {self._proc.pid}
+        grew = True
+        while grew:
+            children = {pid for pid in _pids() if pid not in family and _parent(pid) in family}
+            family |= children
+            grew = bool(children)
+        return sorted(family - {self._proc.pid})
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            sessions = self._sessions()
+            _terminate(self._proc, self._proc.pid, timeout=5)
+            for pid in sessions:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 5
+            while any(_pid_alive(pid) for pid in sessions) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            self._proc = None
+        _untrack(self)
+
+    def __enter__(self) -> Sshd:
+        self.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
