@@ -57,7 +57,8 @@ class WorkerProcess:
         self._failure: str | None = None
         self.restarts = 0
         # Commands and button presses sent to the worker and not finished there yet, by job number:
-        # if the worker dies, their users are told (see `_tell_interrupted`).
+        # if the worker dies, their users are told (see `_tell_interrupted`). Those still queued
+        # here go to the next worker instead.
         self._jobs = itertools.count(1)
         self._in_flight: dict[int, tuple[str, dict[str, Any]]] = {}
         self._in_flight_lock = threading.Lock()
@@ -74,10 +75,7 @@ class WorkerProcess:
         self._outbox.put(("home_opened", 0, user))  # job 0: nobody waits for an answer
 
     def _send(self, kind: str, body: dict[str, Any]) -> None:
-        job = next(self._jobs)
-        with self._in_flight_lock:
-            self._in_flight[job] = (kind, body)
-        self._outbox.put((kind, job, body))
+        self._outbox.put((kind, next(self._jobs), body))
 
     # --- life --------------------------------------------------------------------------------------
     def start(self, timeout: float = 120) -> None:
@@ -181,12 +179,20 @@ class WorkerProcess:
                     while self._conn is None and not self._stopping.is_set():
                         self._lock.wait(1.0)
                     conn = self._conn
-                if conn is None:  # stopping, and no worker to tell
+                number = job[1] if len(job) > 1 else 0
+                if conn is None:  # stopping, and no worker to take it
+                    if number:
+                        _tell_interrupted([(job[0], job[2])], shutting_down=True)
                     break
+                if number:  # in flight from before it is sent: the worker may finish it at once
+                    with self._in_flight_lock:
+                        self._in_flight[number] = (job[0], job[2])
                 try:
                     conn.send(job)
                     break
-                except OSError:  # the worker just died; the supervisor brings up another
+                except OSError:  # the worker just died: the next one gets it
+                    with self._in_flight_lock:
+                        self._in_flight.pop(number, None)
                     with self._lock:
                         if self._conn is conn:
                             self._conn = None

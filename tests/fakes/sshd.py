@@ -35,7 +35,7 @@ from bot.sandbox.processes import _free_port, _pid_alive, _pids, _tail, _termina
 PRIVSEP_DIR = Path("/run/sshd")
 
 
-def _keygen(path: Path) -> str:
+def keygen(path: Path) -> str:
     """A fresh ed25519 key pair at `path`; its public line."""
     subprocess.run(
         ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "dockerbot-tests", "-f", str(path)],
@@ -73,8 +73,8 @@ class Sshd:
         ssh_dir = self.home / ".ssh"
         ssh_dir.mkdir(parents=True, mode=0o700)
         (self.root / "docker-config").mkdir()  # the remote docker CLI's, not /root/.docker
-        host_key = _keygen(self.root / "ssh_host_ed25519_key")
-        client_key = _keygen(ssh_dir / "id_dockerbot")
+        host_key = keygen(self.root / "ssh_host_ed25519_key")
+        client_key = keygen(ssh_dir / "id_dockerbot")
         (self.root / "authorized_keys").write_text(client_key + "\n")
         known_hosts = ssh_dir / "known_hosts"
         known_hosts.write_text(f"[127.0.0.1]:{self.port} {host_key}\n")

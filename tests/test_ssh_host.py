@@ -1,0 +1,135 @@
+"""An ssh:// host for real: the bot reaches the session engine through a private sshd (tests/fakes/sshd.py),
+over docker-py's paramiko transport and `docker system dial-stdio`, next to the same engine's own socket.
+
+`local` and `edge` are one engine reached two ways, so the docker CLI on the socket is the oracle for
+what the bot reads and writes over ssh.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bot.config import Settings
+from bot.router import Router
+from bot.sandbox import Engine, Sandbox
+from bot.services import build_services
+from tests.chat import ChatBot
+from tests.fakes.sshd import Sshd, keygen
+from tests.test_images import assert_rows_match_cli
+
+ChatOver = Callable[[str], ChatBot]
+
+
+@pytest.fixture(scope="module")
+def sshd(sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
+    with Sshd(tmp_path_factory.mktemp("sshd"), sandbox.docker_host) as server:
+        yield server
+
+
+@pytest.fixture
+def chat_over(
+    settings: Settings, sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[ChatOver]:
+    """A bot whose hosts are `local` (the engine's socket, the default) and `edge` at an ssh:// URL.
+    HOME is the sshd's client home (key and known_hosts); no ssh agent offers other keys."""
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    opened = []
+
+    def over(server: Sshd, url: str | None = None) -> ChatBot:
+        monkeypatch.setenv("HOME", str(server.home))
+        config = {"hosts": {"local": {"url": sandbox.docker_host}, "edge": {"url": url or server.url}}}
+        path = tmp_path / "dockerbot.yml"
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        services = build_services(settings.model_copy(update={"config": path, "host_timeout": 10}))
+        opened.append(services)
+        return ChatBot(Router(services), files_dir=tmp_path / "files")
+
+    yield over
+    for services in opened:
+        services.close()
+
+
+@pytest.fixture
+def chat(chat_over: ChatOver, sshd: Sshd) -> ChatBot:
+    return chat_over(sshd)
+
+
+def exists(engine: Engine, ref: str) -> bool:
+    return engine.cli("image", "inspect", ref, check=False).returncode == 0
+
+
+def test_hosts_shows_the_ssh_host_up(chat: ChatBot, engine: Engine) -> None:
+    out = chat("hosts")
+    assert "2 Docker hosts, 2 up" in out
+    version = engine.cli("version", "--format", "{{.Server.Version}}").stdout.strip()
+    edge = next(line for line in out.splitlines() if line.startswith("edge "))
+    assert version in edge and " up " in edge
+
+
+def test_images_over_ssh_are_the_engines(chat: ChatBot, engine: Engine) -> None:
+    engine.cli("pull", "alpine")
+    out = assert_rows_match_cli(engine.cli, lambda: chat("@edge images"))
+    assert "alpine" in out
+    assert_rows_match_cli(engine.cli, lambda: chat("images --host edge alpine"), "alpine")
+
+
+def test_pull_and_rmi_over_ssh(chat: ChatBot, engine: Engine) -> None:
+    engine.cli("rmi", "busybox", check=False)
+    out = chat("@edge pull busybox")
+    assert "Status: Downloaded newer image for busybox:latest" in out
+    full_id = engine.cli("image", "inspect", "--format", "{{.Id}}", "busybox").stdout.strip()
+    card = chat("@edge rmi busybox")
+    assert "Remove 1 image from edge?" in card
+    assert f"busybox → {full_id[7:19]}" in card
+    result = chat("confirm")
+    assert "Untagged: busybox:latest" in result
+    assert f"Deleted: {full_id}" in result
+    assert not exists(engine, "busybox")
+
+
+def test_sshd_down_is_reported_and_the_bot_goes_on(chat: ChatBot, sshd: Sshd) -> None:
+    assert "Cannot reach" not in chat("@edge images")
+    sshd.stop()  # the connection the bot holds drops with it
+    try:
+        dropped = chat("@edge images")  # on the connection that dropped, or a new attempt
+        assert dropped.startswith("Cannot reach the Docker engine on host edge") and "ssh" in dropped
+        assert chat("@edge images").strip() == (
+            f"Cannot reach the Docker engine on host edge ({sshd.url}):"
+            " cannot connect to its ssh server (is sshd running?)"
+        )
+        assert "2 Docker hosts, 1 up" in chat("hosts")
+        assert "Cannot reach" not in chat("images")  # local goes on
+    finally:
+        sshd.start()
+    assert "2 Docker hosts, 2 up" in chat("hosts"), "the same bot reconnects once sshd is back"
+
+
+def test_host_key_and_client_key_are_checked(
+    chat_over: ChatOver, sshd: Sshd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chat = chat_over(sshd)
+    stranger = tmp_path / "stranger"
+    shutil.copytree(sshd.home, stranger)
+    monkeypatch.setenv("HOME", str(stranger))
+    (stranger / ".ssh" / "known_hosts").write_text("")
+    assert "its ssh host key is not in the bot's known_hosts" in chat("@edge images")
+
+    shutil.copy(sshd.home / ".ssh" / "known_hosts", stranger / ".ssh" / "known_hosts")
+    keygen(stranger / "id_stranger")  # a key the server does not know
+    (stranger / ".ssh" / "config").write_text(f"Host 127.0.0.1\n  IdentityFile {stranger / 'id_stranger'}\n")
+    out = chat("@edge images")
+    assert "ssh authentication failed (is the bot's key in the host's authorized_keys?)" in out
+
+
+def test_a_remote_whose_docker_fails_is_reported(chat_over: ChatOver, tmp_path: Path) -> None:
+    with Sshd(tmp_path / "nodocker", "unix:///nonexistent/docker.sock") as server:
+        chat = chat_over(server)
+        out = chat("@edge images")
+        assert "Cannot reach the Docker engine on host edge" in out
+        assert "does `docker system dial-stdio` work there?" in out
+        assert "Traceback" not in out and "went wrong" not in out
