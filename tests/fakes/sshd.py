@@ -4,7 +4,7 @@
 its own ed25519 host key, one authorized client key (made fresh in root), `PasswordAuthentication no`,
 `StrictModes no`, `UsePAM no` and `SetEnv DOCKER_HOST=<docker_host>` (sshd_config SetEnv: OpenSSH 8.7+),
 so the `docker system dial-stdio` that docker-py runs in each session reaches the sandbox engine. Nothing
-under /etc/ssh or /root/.ssh is read or written; the only thing outside root is /run/sshd, the empty
+under /etc/ssh or /root/.ssh is written; the only thing made outside root is /run/sshd, the empty
 privilege-separation directory sshd insists on (Debian's unit makes it at boot; made here if missing).
 
 The client side is contained too. bot/hosts.py lets docker-py use paramiko (not the system `ssh`), and
@@ -21,16 +21,13 @@ their own sessions, so they would outlive a plain SIGTERM to the listener) end, 
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import subprocess
 import time
 from pathlib import Path
 from types import TracebackType
 
 from bot.sandbox.packages import SSHD
-from bot.sandbox.processes import _free_port, _pid_alive, _pids, _tail, _terminate, _track, _untrack
+from bot.sandbox.processes import _free_port, _pids, _tail, _terminate, _track, _untrack
 
 PRIVSEP_DIR = Path("/run/sshd")
 
@@ -122,7 +119,7 @@ class Sshd:
             time.sleep(0.02)
 
     def _sessions(self) -> list[int]:
-        """The processes our sshd forked for connections, and theirs (dial-stdio), deepest last."""
+        """The processes our sshd forked for connections, and theirs (dial-stdio)."""
         if self._proc is None:
             return []
         family = {self._proc.pid}
@@ -136,13 +133,8 @@ class Sshd:
     def stop(self) -> None:
         if self._proc is not None:
             sessions = self._sessions()
-            _terminate(self._proc, self._proc.pid, timeout=5)
-            for pid in sessions:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            deadline = time.monotonic() + 5
-            while any(_pid_alive(pid) for pid in sessions) and time.monotonic() < deadline:
-                time.sleep(0.02)
+            for pid in [self._proc.pid, *sessions]:
+                _terminate(self._proc if pid == self._proc.pid else None, pid, timeout=5)
             self._proc = None
         _untrack(self)
 
