@@ -5,7 +5,7 @@ The bot's time is measured three ways each round, all from an engine without the
   end, when the final message is printed: the figure;
 - in the served bot (`python -m bot serve`, HTTP), from sending the signed `/docker pull` to the final
   chat.update reaching the fake Slack. Slack allows about one update a second per message, so there
-  LiveMessage waits out the rest of that second before the final update.
+  the final update waits out the rest of a second after the last progress update, if there was one.
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ def run(world: World, rounds: int) -> list[Figure]:
     )
     slack_note = (
         f"served bot over HTTP, command to final chat.update: {slack_s:.2f} s ({listed(slack_e2e)}); "
-        "the final update waits out the second since the last one (Slack's rate limit)"
+        "the final update waits out the second since the last progress update, if any (Slack's rate limit)"
     )
     print(f"  pull: {note}\n  pull: {slack_note}", flush=True)
     return [

@@ -2,7 +2,8 @@
 
 Slack allows about one `chat.update` per second per message, while the engine can emit hundreds of
 progress events a second. `show` only records the newest state; a timer sends it when the interval
-since the last send has passed, so callers never wait on the network after the first post.
+since the last send has passed, so callers never wait on the network after the first post. The
+final state goes out at once unless an update went out less than an interval ago.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class LiveMessage:
         self._started = False  # the first post is under way or done
         self._finished = False
         self._last_sent = 0.0  # monotonic time the last send *returned*: Slack counts arrivals
+        self._last_update: float | None = None  # the same for the last chat.update (not the post)
 
     def show(self, message: Message) -> None:
         """Make `message` the current state. Posts the first time; later calls coalesce."""
@@ -52,7 +54,10 @@ class LiveMessage:
             self._sent()
 
     def finish(self, message: Message) -> None:
-        """Send the final state: after the rest of the current interval, never later."""
+        """Send the final state: at once, or after the rest of the interval since the last *update*.
+
+        The limit is on updates of one message; the first post is another method with a limit of
+        its own (chat.postMessage), so a pull that ends within a second shows its result then."""
         with self._state:
             if self._finished:
                 return
@@ -63,8 +68,9 @@ class LiveMessage:
                 self._timer = None
         with self._io:  # a flush already sending completes first; later ones see _finished
             with self._state:
-                delay = self._wait_left() if self.final_waits else 0.0
-            if delay > 0:
+                since = self._last_update
+            delay = since + self.min_interval - time.monotonic() if since is not None else 0.0
+            if delay > 0 and self.final_waits:
                 time.sleep(delay)
             if self.ref is None:
                 self.ref = self.reply.send(message)
@@ -102,3 +108,5 @@ class LiveMessage:
             except Exception:  # a lost progress update is not worth failing the work for
                 log.warning("could not update a live message", exc_info=True)
             self._sent()
+            with self._state:
+                self._last_update = self._last_sent

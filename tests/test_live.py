@@ -1,4 +1,5 @@
-"""LiveMessage: one post, then updates at most once per interval, the final state soon after the end."""
+"""LiveMessage: one post, then updates at most once per interval, the final state soon after the end
+(at once when no update came in the last interval)."""
 
 from __future__ import annotations
 
@@ -97,16 +98,31 @@ def test_updates_are_spaced_by_the_interval_and_the_final_one_comes_within_it() 
     assert reply.max_busy == 1
 
 
-def test_finish_right_after_a_send_waits_only_the_rest_of_the_interval() -> None:
+def test_finish_right_after_an_update_waits_only_the_rest_of_the_interval() -> None:
     reply = RecordingReply()
     live = LiveMessage(reply, min_interval=INTERVAL)
     live.show(plain("start"))
+    live.show(plain("progress"))
+    while reply.kinds != ["post", "update"]:  # sent one interval after the post
+        time.sleep(0.005)
     time.sleep(INTERVAL * 0.75)
     started = time.monotonic()
     live.finish(plain("done"))
     waited = time.monotonic() - started
     assert INTERVAL * 0.1 <= waited <= INTERVAL * 0.5
-    assert reply.gaps()[0] >= INTERVAL
+    assert reply.kinds == ["post", "update", "final"] and reply.gaps()[1] >= INTERVAL
+
+
+def test_finish_right_after_the_post_is_immediate() -> None:
+    """The limit is on updates of the message: the post is chat.postMessage, limited on its own."""
+    reply = RecordingReply()
+    live = LiveMessage(reply, min_interval=INTERVAL)
+    live.show(plain("start"))
+    live.show(plain("pending"))
+    started = time.monotonic()
+    live.finish(plain("done"))
+    assert time.monotonic() - started < INTERVAL * 0.25
+    assert reply.kinds == ["post", "final"]
 
 
 def test_finish_long_after_the_last_send_is_immediate() -> None:
