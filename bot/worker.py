@@ -205,7 +205,7 @@ def _tell_interrupted(lost: list[tuple[str, dict[str, Any]]], shutting_down: boo
     the bot shut down before it got to them."""
     from slack_sdk.webhook import WebhookClient
 
-    from bot.slack_app import retry_handlers
+    from bot.slack_client import retry_handlers
 
     for kind, body in lost:
         if not body.get("response_url"):
@@ -259,10 +259,12 @@ def run_worker(conn: Connection) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from bot.botconfig import ConfigError
+    from bot.dispatch import LocalDispatch
     from bot.logs import setup_logging
     from bot.router import Router
     from bot.services import build_services
-    from bot.slack_app import LocalDispatch, SlackPoster, make_web_client
+    from bot.slack_client import make_web_client
+    from bot.slack_reply import SlackPoster
     from bot.startup import load_settings, secrets_of, start_background
 
     settings = load_settings()

@@ -25,11 +25,13 @@ os.environ["NO_PROXY"] = "127.0.0.1,localhost"
 os.environ["DOCKER_HOST"] = "unix:///nonexistent/dockerbot-tests-have-no-engine-yet.sock"
 
 from bot.config import Settings  # noqa: E402
+from bot.dispatch import LocalDispatch  # noqa: E402
 from bot.router import Router  # noqa: E402
 from bot.sandbox import Engine, Sandbox, ensure_packages  # noqa: E402
 from bot.server import HttpServer, Readiness, http_app  # noqa: E402
 from bot.services import Services, build_services  # noqa: E402
-from bot.slack_app import LocalDispatch, create_app, make_web_client  # noqa: E402
+from bot.slack_app import create_app  # noqa: E402
+from bot.slack_client import make_web_client  # noqa: E402
 from tests.chat import ChatBot  # noqa: E402
 from tests.fakes.hub import FakeHub  # noqa: E402
 from tests.fakes.registry import FakeRegistry  # noqa: E402

@@ -17,7 +17,8 @@ from bot.hosts import DockerHost
 from bot.messages import Message, plain
 from bot.scheduler import RUNNERS, Scheduler, cron_trigger, runs_table
 from bot.services import Services, build_services
-from bot.slack_app import SlackPoster, make_web_client
+from bot.slack_client import make_web_client
+from bot.slack_reply import SlackPoster
 from tests.fakes.slack import FakeSlack
 
 
