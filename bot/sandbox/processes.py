@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -64,6 +64,34 @@ def _tail(path: Path, lines: int = 25) -> str:
     except OSError:
         return f"(no log at {path})"
     return f"--- last lines of {path} ---\n" + "\n".join(text)
+
+
+def spawn_logged(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
+    """A server process of ours in its own session, its output appended to `log`."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+def wait_ready(
+    proc: subprocess.Popen[bytes],
+    ready: Callable[[], bool],
+    *,
+    what: str,
+    log: Path,
+    stop: Callable[[], None],
+    timeout: float,
+    poll: float = 0.05,
+) -> None:
+    """Poll `ready` until it holds; if `proc` exits or time runs out, `stop` and raise with the log."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            why = "exited" if proc.poll() is not None else f"not ready after {timeout:g}s"
+            stop()
+            raise RuntimeError(f"{what} {why}\n{_tail(log)}")
+        time.sleep(poll)
 
 
 def _pid_alive(pid: int) -> bool:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 import urllib.request
 from pathlib import Path
 
 from bot.sandbox.packages import REGISTRY_BIN
-from bot.sandbox.processes import _free_port, _tail, _terminate, _track, _untrack
+from bot.sandbox.processes import _free_port, _terminate, _track, _untrack, spawn_logged, wait_ready
 
 
 def _http_ok(url: str, timeout: float = 1.0) -> bool:
@@ -54,22 +53,16 @@ class Registry:
         config.write_text(
             json.dumps({"version": 0.1, "log": log_cfg, "storage": storage, "http": {"addr": self.address}})
         )
-        with self.log.open("ab") as log:
-            self._proc = subprocess.Popen(
-                [REGISTRY_BIN, "serve", str(config)],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self._proc = spawn_logged([REGISTRY_BIN, "serve", str(config)], self.log)
         _track(self)
-        deadline = time.monotonic() + timeout
-        while not _http_ok(f"{self.url}/v2/"):
-            if self._proc.poll() is not None or time.monotonic() > deadline:
-                why = "exited" if self._proc.poll() is not None else f"not ready after {timeout:g}s"
-                self.stop()
-                raise RuntimeError(f"docker-registry on {self.address} {why}\n{_tail(self.log)}")
-            time.sleep(0.05)
+        wait_ready(
+            self._proc,
+            lambda: _http_ok(f"{self.url}/v2/"),
+            what=f"docker-registry on {self.address}",
+            log=self.log,
+            stop=self.stop,
+            timeout=timeout,
+        )
 
     def stop(self) -> None:
         if self._proc is not None:

@@ -22,12 +22,11 @@ their own sessions, so they would outlive a plain SIGTERM to the listener) end, 
 from __future__ import annotations
 
 import subprocess
-import time
 from pathlib import Path
 from types import TracebackType
 
 from bot.sandbox.packages import SSHD
-from bot.sandbox.processes import _free_port, _pids, _tail, _terminate, _track, _untrack
+from bot.sandbox.processes import _free_port, _pids, _terminate, _track, _untrack, spawn_logged, wait_ready
 
 PRIVSEP_DIR = Path("/run/sshd")
 
@@ -99,24 +98,19 @@ class Sshd:
         if self.is_running():
             return
         PRIVSEP_DIR.mkdir(mode=0o755, exist_ok=True)
-        with self.log.open("ab") as log:
-            start = log.tell()  # a restart must not take the last run's line for its own
-            self._proc = subprocess.Popen(
-                [SSHD, "-D", "-e", "-f", str(self.root / "sshd_config")],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        start = self.log.stat().st_size if self.log.exists() else 0  # not the last run's line
+        self._proc = spawn_logged([SSHD, "-D", "-e", "-f", str(self.root / "sshd_config")], self.log)
         _track(self)
-        deadline = time.monotonic() + timeout
-        ready = f"Server listening on 127.0.0.1 port {self.port}".encode()
-        while ready not in self.log.read_bytes()[start:]:
-            if self._proc.poll() is not None or time.monotonic() > deadline:
-                why = "exited" if self._proc.poll() is not None else f"not ready after {timeout:g}s"
-                self.stop()
-                raise RuntimeError(f"sshd on 127.0.0.1:{self.port} {why}\n{_tail(self.log)}")
-            time.sleep(0.02)
+        listening = f"Server listening on 127.0.0.1 port {self.port}".encode()
+        wait_ready(
+            self._proc,
+            lambda: listening in self.log.read_bytes()[start:],
+            what=f"sshd on 127.0.0.1:{self.port}",
+            log=self.log,
+            stop=self.stop,
+            timeout=timeout,
+            poll=0.02,
+        )
 
     def _sessions(self) -> list[int]:
         """The processes our sshd forked for connections, and theirs (dial-stdio)."""
