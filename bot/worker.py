@@ -215,7 +215,7 @@ def _tell_interrupted(lost: list[tuple[str, dict[str, Any]]], shutting_down: boo
             text = f":warning: The bot shut down before it finished {what}: run it again when it is back."
         else:
             text = (
-                f":warning: The bot's worker process stopped while running {what}, and was restarted. "
+                f":warning: The bot's worker process stopped while running {what}, and is being restarted. "
                 "It may not have finished: check, and run it again if needed."
             )
         try:
