@@ -42,6 +42,9 @@ def connection_cause(error: BaseException) -> str:
         return "its ssh host key does not match the bot's known_hosts"
     if isinstance(error, paramiko.AuthenticationException):
         return _SSH_KEY_REFUSED
+    if isinstance(error, paramiko.ChannelException):
+        # docker-py opens a session per HTTP connection and keeps idle ones; sshd limits them.
+        return "its ssh server refused another session (MaxSessions in its sshd_config, 10 by default)"
     text = str(error)
     for marker, cause in (
         ("No such file or directory", "the engine's socket does not exist (is dockerd running?)"),

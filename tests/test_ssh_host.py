@@ -133,3 +133,17 @@ def test_a_remote_whose_docker_fails_is_reported(chat_over: ChatOver, tmp_path: 
             f"Cannot reach the Docker engine on host edge ({server.url}): the engine closed the connection"
             " without an answer (ssh:// hosts: does docker system dial-stdio work there?)"
         )
+
+
+def test_a_session_the_ssh_server_refuses_is_named(
+    chat_over: ChatOver, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """docker-py opens an ssh session per HTTP connection and keeps idle ones (the version check's,
+    here); sshd allows MaxSessions per connection (10 by default). One more is refused: the reply
+    names that, not "ChannelException"."""
+    with Sshd(tmp_path / "onesession", sandbox.docker_host, max_sessions=1) as server:
+        chat = chat_over(server)
+        assert chat("@edge images").strip() == (
+            f"Cannot reach the Docker engine on host edge ({server.url}): its ssh server refused another"
+            " session (MaxSessions in its sshd_config, 10 by default)"
+        )

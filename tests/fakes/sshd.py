@@ -52,9 +52,10 @@ def _parent(pid: int) -> int | None:
 class Sshd:
     user = "root"
 
-    def __init__(self, root: Path, docker_host: str) -> None:
+    def __init__(self, root: Path, docker_host: str, max_sessions: int = 10) -> None:
         self.root = Path(root)
         self.docker_host = docker_host
+        self.max_sessions = max_sessions  # sshd's MaxSessions: sessions per connection (10 by default)
         self.port = _free_port()
         self.log = self.root / "sshd.log"
         self.home = self.root / "home"
@@ -88,6 +89,7 @@ class Sshd:
             "PermitRootLogin prohibit-password\n"
             "StrictModes no\n"
             "UsePAM no\n"
+            f"MaxSessions {self.max_sessions}\n"
             f"SetEnv DOCKER_HOST={self.docker_host} DOCKER_CONFIG={self.root / 'docker-config'}\n"
         )
 
