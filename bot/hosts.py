@@ -10,10 +10,12 @@ import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import docker
 import paramiko
 import requests
+import urllib3
 
 from bot.commands import UserError
 
@@ -32,6 +34,7 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     requests.exceptions.Timeout,
     ConnectionError,
     paramiko.SSHException,
+    urllib3.exceptions.EmptyPoolError,  # every connection to an ssh:// host stayed busy (SSH_SESSIONS)
 )
 _SSH_KEY_REFUSED = "ssh authentication failed (is the bot's key in the host's authorized_keys?)"
 
@@ -42,6 +45,10 @@ def connection_cause(error: BaseException) -> str:
         return "its ssh host key does not match the bot's known_hosts"
     if isinstance(error, paramiko.AuthenticationException):
         return _SSH_KEY_REFUSED
+    if isinstance(error, urllib3.exceptions.EmptyPoolError):
+        return (
+            f"all {SSH_SESSIONS} of the bot's ssh sessions to it stayed busy (long pulls?); try again later"
+        )
     if isinstance(error, paramiko.ChannelException):
         # docker-py opens a session per HTTP connection and keeps idle ones; sshd limits them.
         return "its ssh server refused another session (MaxSessions in its sshd_config, 10 by default)"
@@ -70,6 +77,8 @@ def connection_cause(error: BaseException) -> str:
 
 
 _PROVISIONAL_VERSION = "1.41"  # replaced by the engine's own before any real call
+# Connections (ssh sessions) to one ssh:// host at once: below sshd's default MaxSessions of 10.
+SSH_SESSIONS = 8
 
 
 @dataclass(frozen=True)
@@ -108,30 +117,34 @@ class DockerHost:
         return self.client().api
 
     def _connect(self) -> docker.DockerClient:
+        ssh = self.address.startswith("ssh://")
+        # Negotiate the API version only once the transport is set up as it will be used.
+        version = _PROVISIONAL_VERSION if self.tls or ssh else None
+        pool_size = min(self.max_pool_size, SSH_SESSIONS) if ssh else self.max_pool_size
         try:
             if self.url is None:
                 # use_context=False: a bot must not follow whatever `docker context use` said last.
-                return docker.from_env(
-                    timeout=int(self.timeout), use_context=False, max_pool_size=self.max_pool_size
+                client = docker.from_env(
+                    timeout=int(self.timeout), use_context=False, max_pool_size=pool_size, version=version
                 )
-            tls = (
-                docker.tls.TLSConfig(
-                    client_cert=(self.tls.cert, self.tls.key), ca_cert=self.tls.ca, verify=bool(self.tls.ca)
+            else:
+                tls = None
+                if self.tls:
+                    pair, ca = (self.tls.cert, self.tls.key), self.tls.ca
+                    tls = docker.tls.TLSConfig(client_cert=pair, ca_cert=ca, verify=bool(ca))
+                client = docker.DockerClient(
+                    base_url=self.url,
+                    timeout=int(self.timeout),
+                    max_pool_size=pool_size,
+                    tls=tls or False,
+                    version=version,
                 )
-                if self.tls
-                else None
-            )
-            client = docker.DockerClient(
-                base_url=self.url,
-                timeout=int(self.timeout),
-                max_pool_size=self.max_pool_size,
-                tls=tls or False,
-                version=_PROVISIONAL_VERSION if tls else None,
-            )
-            if tls:
-                # Else REQUESTS_CA_BUNDLE in the environment replaces the host's CA (psf/requests#3829);
-                # so negotiate the API version only once the session ignores the environment.
+            if self.tls:
+                # Else REQUESTS_CA_BUNDLE in the environment replaces the host's CA (psf/requests#3829).
                 client.api.trust_env = False
+            if ssh:
+                _one_ssh_pool(client, wait=self.timeout)
+            if version is not None:
                 client.api._version = client.api._retrieve_server_version()
             return client
         except (docker.errors.DockerException, paramiko.SSHException, OSError) as error:  # OSError: ssh://
@@ -151,6 +164,27 @@ class DockerHost:
             if self._client is not None:
                 self._client.close()
                 self._client = None
+
+
+def _one_ssh_pool(client: docker.DockerClient, wait: float) -> None:
+    """One pool of at most SSH_SESSIONS connections per ssh host, which a request waits up to `wait`
+    seconds for.
+
+    docker-py keeps a pool per request URL and opens a connection (an ssh session) whenever its
+    pool has none free. Over one login, sshd refuses sessions past MaxSessions, and a dozen opened
+    at once fail (measured: 10 of 12 concurrent calls)."""
+    adapter = client.api._custom_adapter
+    open_pool = adapter.get_connection
+
+    def get_connection(url: str, proxies: Any = None) -> Any:
+        pool = open_pool("http+docker://ssh", proxies)  # one key: one pool for every URL
+        if not pool.block:
+            pool.block = True
+            take = pool._get_conn
+            pool._get_conn = lambda timeout=None: take(wait if timeout is None else timeout)
+        return pool
+
+    adapter.get_connection = get_connection
 
 
 def _ssh_dropped(client: docker.DockerClient) -> bool:

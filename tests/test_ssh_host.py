@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import yaml
 
 from bot.config import Settings
+from bot.hosts import CONNECTION_ERRORS, SSH_SESSIONS, DockerHost, connection_cause
 from bot.router import Router
 from bot.sandbox import Engine, Sandbox
 from bot.services import Services, build_services
@@ -138,12 +140,38 @@ def test_a_remote_whose_docker_fails_is_reported(chat_over: ChatOver, tmp_path: 
 def test_a_session_the_ssh_server_refuses_is_named(
     chat_over: ChatOver, sandbox: Sandbox, tmp_path: Path
 ) -> None:
-    """docker-py opens an ssh session per HTTP connection and keeps idle ones (the version check's,
-    here); sshd allows MaxSessions per connection (10 by default). One more is refused: the reply
-    names that, not "ChannelException"."""
+    """sshd allows MaxSessions per login (10 by default; 1 here): a request that needs one more
+    session than that is refused, and the reply names it, not "ChannelException"."""
     with Sshd(tmp_path / "onesession", sandbox.docker_host, max_sessions=1) as server:
         chat = chat_over(server)
+        assert "2 up" in chat("hosts")
+        # A stream holds the one session (docker-py cannot cancel one over ssh: it ends with sshd).
+        chat.shell.router.services.hosts.get("edge").api.events(decode=True)
         assert chat("@edge images").strip() == (
             f"Cannot reach the Docker engine on host edge ({server.url}): its ssh server refused another"
             " session (MaxSessions in its sshd_config, 10 by default)"
         )
+
+
+def test_many_requests_at_once_share_a_few_sessions(sshd: Sshd, monkeypatch: pytest.MonkeyPatch) -> None:
+    """docker-py alone opens a session per concurrent request: 10 of 12 failed against this sshd.
+    The bot's host keeps one pool of SSH_SESSIONS; the rest wait their turn, up to the host timeout,
+    and then get a reply that says why."""
+    monkeypatch.setenv("HOME", str(sshd.home))
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    host = DockerHost("edge", sshd.url, timeout=3)
+    try:
+        with ThreadPoolExecutor(40) as pool:
+            listings = list(
+                pool.map(lambda i: host.api.images() if i % 2 else host.api.containers(all=True), range(40))
+            )
+        assert len(listings) == 40
+        for _ in range(SSH_SESSIONS):  # streams hold every session (until host.close())
+            host.api.events(decode=True)
+        with pytest.raises(CONNECTION_ERRORS) as refused:
+            host.api.images()
+        assert connection_cause(refused.value) == (
+            f"all {SSH_SESSIONS} of the bot's ssh sessions to it stayed busy (long pulls?); try again later"
+        )
+    finally:
+        host.close()
