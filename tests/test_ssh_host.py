@@ -8,9 +8,11 @@ what the bot reads and writes over ssh.
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -21,10 +23,12 @@ from bot.router import Router
 from bot.sandbox import Engine, Sandbox
 from bot.services import Services, build_services
 from tests.chat import ChatBot
+from tests.fakes.registry import FakeRegistry
 from tests.fakes.sshd import Sshd, keygen
 from tests.test_images import assert_rows_match_cli
+from tests.test_pull import final_message, fresh_image
 
-ChatOver = Callable[[Sshd], ChatBot]
+ChatOver = Callable[..., ChatBot]
 
 
 @pytest.fixture(scope="module")
@@ -42,12 +46,13 @@ def chat_over(
     monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
     opened: list[Services] = []
 
-    def over(server: Sshd) -> ChatBot:
+    def over(server: Sshd, **settings_update: Any) -> ChatBot:
         monkeypatch.setenv("HOME", str(server.home))
         config = {"hosts": {"local": {"url": sandbox.docker_host}, "edge": {"url": server.url}}}
         path = tmp_path / "dockerbot.yml"
         path.write_text(yaml.safe_dump(config, sort_keys=False))
-        services = build_services(settings.model_copy(update={"config": path, "host_timeout": 10}))
+        update = {"config": path, "host_timeout": 10, **settings_update}
+        services = build_services(settings.model_copy(update=update))
         opened.append(services)
         return ChatBot(Router(services), files_dir=tmp_path / "files")
 
@@ -175,3 +180,16 @@ def test_many_requests_at_once_share_a_few_sessions(sshd: Sshd, monkeypatch: pyt
         )
     finally:
         host.close()
+
+
+def test_a_stalled_pull_over_ssh_is_stopped(
+    chat_over: ChatOver, sshd: Sshd, sandbox: Sandbox, fake_registry: FakeRegistry
+) -> None:
+    """The inactivity watchdog wakes the pull blocked reading the engine's stream; over ssh that
+    stream is a paramiko channel, not a socket."""
+    fake_registry.stall_blobs = True
+    chat = chat_over(sshd, pull_inactivity_timeout=1.5)
+    started = time.monotonic()
+    out = final_message(chat(f"@edge pull {fake_registry.address}/{fresh_image(sandbox)}"))
+    assert time.monotonic() - started < 8
+    assert "No progress from the registry for 1.5 s; the pull was stopped." in out
