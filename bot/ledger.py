@@ -171,13 +171,16 @@ class Ledger:
             thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
+        """Stop following; waits at most `timeout` in all. A stream over ssh cannot be cancelled
+        (docker-py), so its thread, a daemon, may still be reading when this returns."""
         self._stop.set()
         with self._lock:
             streams = list(self._streams.values())
         for stream in streams:
             _close(stream)
+        deadline = time.monotonic() + timeout
         for thread in self._threads:
-            thread.join(timeout)
+            thread.join(max(0.0, deadline - time.monotonic()))
         self._threads.clear()
 
     def watch(self, host: DockerHost, stop: threading.Event) -> None:
