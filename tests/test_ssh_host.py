@@ -150,9 +150,12 @@ def test_a_session_the_ssh_server_refuses_is_named(
     with Sshd(tmp_path / "onesession", sandbox.docker_host, max_sessions=1) as server:
         chat = chat_over(server)
         assert "2 up" in chat("hosts")
-        # A stream holds the one session (docker-py cannot cancel one over ssh: it ends with sshd).
-        chat.shell.router.services.hosts.get("edge").api.events(decode=True)
-        assert chat("@edge images").strip() == (
+        # A stream holds the one session while referenced (docker-py cannot cancel one over ssh;
+        # dropped, its connection goes back to the pool).
+        held = chat.shell.router.services.hosts.get("edge").api.events(decode=True)
+        out = chat("@edge images").strip()
+        assert held is not None
+        assert out == (
             f"Cannot reach the Docker engine on host edge ({server.url}): its ssh server refused another"
             " session (MaxSessions in its sshd_config, 10 by default)"
         )
@@ -171,10 +174,10 @@ def test_many_requests_at_once_share_a_few_sessions(sshd: Sshd, monkeypatch: pyt
                 pool.map(lambda i: host.api.images() if i % 2 else host.api.containers(all=True), range(40))
             )
         assert len(listings) == 40
-        for _ in range(SSH_SESSIONS):  # streams hold every session (until host.close())
-            host.api.events(decode=True)
+        held = [host.api.events(decode=True) for _ in range(SSH_SESSIONS)]  # every session busy
         with pytest.raises(CONNECTION_ERRORS) as refused:
             host.api.images()
+        assert len(held) == SSH_SESSIONS
         assert connection_cause(refused.value) == (
             f"all {SSH_SESSIONS} of the bot's ssh sessions to it stayed busy (long pulls?); try again later"
         )
