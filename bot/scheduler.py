@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("dockerbot.scheduler")
 
 MISFIRE_GRACE_SECONDS = 6 * 3600
+DEFAULT_TZ = "UTC"  # of a schedule's cron line, when `--tz` does not say
 
 schedules_table = Table(
     "schedules",
@@ -81,6 +82,13 @@ RUNNERS: dict[str, Runner] = {}
 
 def register_runner(kind: str, runner: Runner) -> None:
     RUNNERS[kind] = runner
+
+
+def running_scheduler(services: Any) -> Scheduler:
+    """The process's scheduler; a clear refusal where none runs (a bare shell, some tests)."""
+    if services.scheduler is None:
+        raise UserError("Scheduling is not running in this process.")
+    return services.scheduler
 
 
 @dataclass(frozen=True)

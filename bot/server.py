@@ -82,23 +82,19 @@ def http_app(app: App, ready: Callable[[], dict[str, bool]]) -> WsgiApp:
     return wsgi
 
 
-def make_http_server(wsgi: WsgiApp, host: str, port: int, max_body_bytes: int) -> Any:
-    """A threaded production WSGI server; port 0 picks a free port (see `.effective_port`)."""
-    return create_server(
-        wsgi,
-        host=host,
-        port=port,
-        threads=16,
-        max_request_body_size=max_body_bytes,  # larger bodies get 413 before Bolt sees them
-        ident="dockerbot",
-    )
-
-
 class HttpServer:
-    """A waitress server run in a thread of its own; `close` stops it from any other thread."""
+    """A threaded production WSGI server (waitress) run in a thread of its own; port 0 picks a free
+    port (see `.port`); `close` stops it from any other thread."""
 
     def __init__(self, wsgi: WsgiApp, host: str, port: int, max_body_bytes: int) -> None:
-        self.server = make_http_server(wsgi, host, port, max_body_bytes)
+        self.server = create_server(
+            wsgi,
+            host=host,
+            port=port,
+            threads=16,
+            max_request_body_size=max_body_bytes,  # larger bodies get 413 before Bolt sees them
+            ident="dockerbot",
+        )
         self.port: int = self.server.effective_port
         self._closing = threading.Event()
         self._thread = threading.Thread(target=self._run, name="http", daemon=True)

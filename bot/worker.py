@@ -55,7 +55,6 @@ class WorkerProcess:
         self._stopping = threading.Event()
         self._started = threading.Event()
         self._failure: str | None = None
-        self.restarts = 0
         # Commands and button presses sent to the worker and not finished there yet, by job number:
         # if the worker dies, their users are told (see `_tell_interrupted`). Those still queued
         # here go to the next worker instead.
@@ -90,10 +89,6 @@ class WorkerProcess:
 
     def alive(self) -> bool:
         return self._conn is not None
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process is not None else None
 
     def stop(self, timeout: float = 25) -> None:
         """Let the worker finish what it was sent (running pulls end with a message), then end it."""
@@ -143,7 +138,6 @@ class WorkerProcess:
                 notice.start()  # not a daemon: the notices go out even if this process is ending
             if self._stopping.is_set():
                 return
-            self.restarts += 1
             log.error(
                 "the worker process ended unexpectedly (exit code %s, %d requests unfinished); "
                 "restarting it in %g s",

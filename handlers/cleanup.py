@@ -20,7 +20,7 @@ from bot.commands import ActionRequest, ArgParser, Command, Reply, Request, Usag
 from bot.formatting import ellipsis, format_table
 from bot.messages import Message, context, mention, plain, section
 from bot.policy import Policy, resolve_policy
-from bot.scheduler import register_runner
+from bot.scheduler import DEFAULT_TZ, register_runner, running_scheduler
 
 ACTIONS = ("preview", "now", "schedule", "list", "cancel", "pause", "resume")
 ADMIN_ONLY = {"now", "schedule", "cancel", "pause", "resume"}
@@ -37,7 +37,9 @@ def add_arguments(parser: ArgParser) -> None:
     schedule.add_argument("cron", nargs="+", metavar="CRON", help='e.g. "0 3 * * *" (quote it)')
     schedule.add_argument("--policy", help=policy_help)
     schedule.add_argument("--channel", help="where summaries go: #name, C123 or a channel link")
-    schedule.add_argument("--tz", help="time zone of the cron line, e.g. Europe/Berlin (default UTC)")
+    schedule.add_argument(
+        "--tz", help=f"time zone of the cron line, e.g. Europe/Berlin (default {DEFAULT_TZ})"
+    )
     sub.add_parser("list")
     for name in ("cancel", "pause", "resume"):
         sub.add_parser(name).add_argument("id", metavar="ID")
@@ -146,22 +148,15 @@ def on_cancel(req: ActionRequest, reply: Reply) -> None:
 # --------------------------------------------------------------------------------------------- schedules
 
 
-def _scheduler(req: Request) -> Any:
-    scheduler = req.services.scheduler
-    if scheduler is None:
-        raise UserError("Scheduling is not running in this process.")
-    return scheduler
-
-
 def _when(moment: Any) -> str:
     return moment.strftime("%Y-%m-%d %H:%M %Z") if moment else "never (paused)"
 
 
 def schedule(req: Request, reply: Reply) -> None:
-    scheduler = _scheduler(req)
+    scheduler = running_scheduler(req.services)
     policy = resolve_policy(req.args.policy, req.services)  # a bad policy fails now, not at 03:00
     channel = parse_channel(req.args.channel) if req.args.channel else req.channel
-    timezone = req.args.tz or getattr(req.services.settings, "timezone", None) or "UTC"
+    timezone = req.args.tz or DEFAULT_TZ
     cron = " ".join(req.args.cron)
     made = scheduler.add(
         "cleanup",
@@ -201,7 +196,7 @@ def schedule(req: Request, reply: Reply) -> None:
 
 
 def list_schedules(req: Request, reply: Reply) -> None:
-    schedules = _scheduler(req).list("cleanup")
+    schedules = running_scheduler(req.services).list("cleanup")
     if not schedules:
         reply.send(
             plain('No cleanup schedules. An admin can add one: `/docker cleanup schedule "0 3 * * *"`.')
@@ -232,7 +227,7 @@ def list_schedules(req: Request, reply: Reply) -> None:
 
 def change_schedule(req: Request, reply: Reply) -> None:
     action = req.args.action
-    scheduler = _scheduler(req)
+    scheduler = running_scheduler(req.services)
     existing = scheduler.get(req.args.id)
     if existing.kind != "cleanup":
         raise UserError(

@@ -13,12 +13,11 @@ from zoneinfo import ZoneInfo
 
 from bot.channels import channel_text, member_hint, parse_channel
 from bot.commands import ArgParser, Command, Reply, Request, UsageError
-from bot.messages import Message, plain, section
+from bot.messages import Message, section
 from bot.report import build_report, run_scheduled_report
-from bot.scheduler import Schedule, register_runner
+from bot.scheduler import DEFAULT_TZ, Schedule, register_runner, running_scheduler
 
 ACTIONS = ("now", "schedule")
-DEFAULT_TZ = "UTC"
 
 register_runner("report", run_scheduled_report)
 
@@ -58,11 +57,7 @@ def schedule(req: Request, reply: Reply) -> None:
         raise UsageError('`report schedule` needs a cron expression in quotes, e.g. "0 8 * * 1"')
     channel = parse_channel(req.args.channel) if req.args.channel else req.channel
     timezone = req.args.tz or DEFAULT_TZ
-    scheduler = req.services.scheduler
-    if scheduler is None:
-        reply.private(plain("Scheduling is not running in this process."))
-        return
-    made = scheduler.add(
+    made = running_scheduler(req.services).add(
         "report",
         cron,
         timezone=timezone,
