@@ -61,6 +61,16 @@ def docker_cli(engine: Engine):  # type: ignore[no-untyped-def]
     return engine.cli
 
 
+OPENRESTY = "openresty/openresty:1.13.6.2-alpine"  # a user's image, with a namespace and a long tag
+
+
+@pytest.fixture(scope="module")
+def pulled(engine: Engine) -> None:
+    """ubuntu and OPENRESTY on the engine (from the seeded mirror)."""
+    engine.cli("pull", "ubuntu")  # engine.cli is what the docker_cli fixture hands out
+    engine.cli("pull", OPENRESTY)
+
+
 @pytest.fixture(scope="session")
 def fake_hub() -> Iterator[FakeHub]:
     with FakeHub() as hub:

@@ -27,7 +27,6 @@ Cli = Callable[..., Any]
 ROW_FORMAT = "{{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
 DIGEST_FORMAT = "{{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
 SUMMARY = re.compile(r"^(\d+) images?, (\S+) total, (\d+) unused")
-OPENRESTY = "openresty/openresty:1.13.6.2-alpine"
 PAGING_REPO = "dockerbot-paging/app"
 
 
@@ -97,12 +96,6 @@ def created_of(cli: Cli, image_ids: list[str]) -> dict[str, str]:
 def build(cli: Cli, tag: str, dockerfile: str) -> str:
     """A tiny image FROM ubuntu (no download); returns its full ID."""
     return cli("build", "-q", "-t", tag, "-", input=dockerfile.encode()).stdout.strip()
-
-
-@pytest.fixture(scope="module")
-def pulled(engine: Engine) -> None:
-    engine.cli("pull", "ubuntu")  # engine.cli is what the docker_cli fixture hands out
-    engine.cli("pull", OPENRESTY)
 
 
 @pytest.fixture(scope="module")

@@ -11,12 +11,12 @@ import pytest
 
 from bot.formatting import human_size
 from bot.images import AmbiguousImage, NoSuchImage, resolve_image
-from bot.sandbox import Engine
 from bot.services import Services
 from tests.chat import ChatBot
+from tests.conftest import OPENRESTY
+from tests.test_images import build
 
 Cli = Callable[..., Any]
-OPENRESTY = "openresty/openresty:1.13.6.2-alpine"
 
 
 def inspect_json(cli: Cli, ref: str) -> dict[str, Any]:
@@ -35,16 +35,6 @@ def shortest_unique_prefix(image_id: str, ids: list[str]) -> str:
         if sum(1 for other in ids if other.startswith(hex_id[:n])) == 1:
             return hex_id[:n]
     raise AssertionError("unreachable")
-
-
-def build(cli: Cli, tag: str, dockerfile: str) -> str:
-    return cli("build", "-q", "-t", tag, "-", input=dockerfile.encode()).stdout.strip()
-
-
-@pytest.fixture(scope="module")
-def pulled(engine: Engine) -> None:
-    engine.cli("pull", "ubuntu")  # engine.cli is what the docker_cli fixture hands out
-    engine.cli("pull", OPENRESTY)
 
 
 def assert_card_matches_cli(out: str, data: dict[str, Any], created_since: set[str]) -> None:
