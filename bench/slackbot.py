@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+import uvloop
+
 from tests.fakes.slack import FakeSlack
 from tests.fakes.slack_requests import (
     block_actions_body,
@@ -223,14 +225,33 @@ def http_clients(url: str, jobs: list[tuple[str, str]], clients: int) -> tuple[l
             )
         )
 
+    class Exchange(asyncio.Protocol):
+        """One request on its own connection; `done` gets (seconds, status line) once it is read."""
+
+        def __init__(self, request: bytes, done: asyncio.Future[tuple[float, bytes]], started: float) -> None:
+            self.request, self.done, self.started, self.received = request, done, started, b""
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = transport
+            transport.write(self.request)  # type: ignore[attr-defined]
+
+        def data_received(self, data: bytes) -> None:
+            self.received += data
+            if not self.done.done() and b"\r\n" in self.received:
+                self.done.set_result((time.perf_counter() - self.started, self.received.split(b"\r\n")[0]))
+                self.transport.close()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if not self.done.done():
+                self.done.set_exception(exc or ConnectionError("closed before a status line"))
+
     async def one(gate: asyncio.Semaphore, text: str, request: bytes) -> float:
         async with gate:
+            loop = asyncio.get_running_loop()
+            done: asyncio.Future[tuple[float, bytes]] = loop.create_future()
             started = time.perf_counter()
-            reader, writer = await asyncio.open_connection(host, port)
-            writer.write(request)
-            status_line = await asyncio.wait_for(reader.readline(), 30)
-            seconds = time.perf_counter() - started
-            writer.close()
+            await loop.create_connection(lambda: Exchange(request, done, started), host, port)
+            seconds, status_line = await asyncio.wait_for(done, 30)
             if status_line.split()[1:2] != [b"200"]:
                 raise RuntimeError(f"/docker {text}: {status_line!r}")
             return seconds
@@ -240,7 +261,7 @@ def http_clients(url: str, jobs: list[tuple[str, str]], clients: int) -> tuple[l
         return list(await asyncio.gather(*(one(gate, text, req) for text, req in requests)))
 
     start = time.time()
-    latencies = asyncio.run(all_of_them())
+    latencies = uvloop.run(all_of_them())
     return latencies, start, time.time()
 
 

@@ -40,12 +40,12 @@ def serve_slack(settings: Settings, host: str, port: int) -> None:
         handler = socket_mode_handler(app, settings.slack_app_token.get_secret_value())
         handler.connect()
         ready = Readiness(engine_host, slack=handler.client.is_connected, worker=worker.alive)
-        server = HttpServer(health_app(ready), host, settings.health_port, settings.max_body_bytes)
+        server = HttpServer(health_app(ready), host, settings.health_port)
         print(f"dockerbot: Socket Mode; health on {host}:{server.port}", flush=True)
     else:
         handler = None
         ready = Readiness(engine_host, worker=worker.alive)
-        server = HttpServer(http_app(app, ready), host, port, settings.max_body_bytes)
+        server = HttpServer(http_app(app, ready, settings.max_body_bytes), host, port)
         print(f"dockerbot: HTTP on {host}:{server.port}/slack/events", flush=True)
     server.start()
     stop.wait()

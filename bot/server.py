@@ -1,31 +1,35 @@
-"""Serving the Slack app: HTTP (waitress, signed requests at /slack/events) or Socket Mode."""
+"""Serving the Slack app: HTTP (uvicorn, signed requests at /slack/events) or Socket Mode.
+
+The HTTP side is an ASGI app on uvicorn's event loop (httptools, uvloop): a request is parsed,
+verified and acknowledged in that one thread, with no hand-off between threads on the way, which
+is what kept the ack slow under load with a thread-per-request server (see bench/acks.py).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import socket
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from slack_bolt import App
+import uvicorn
+from slack_bolt import App, BoltRequest, BoltResponse
 from slack_bolt.adapter.socket_mode import SocketModeHandler
-from slack_bolt.adapter.wsgi import SlackRequestHandler
-from waitress.server import create_server
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from bot.hosts import DockerHost
 from bot.metrics import exposition
 
 log = logging.getLogger("dockerbot.server")
 
-WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-
-
-def _json(start_response: Callable[..., Any], status: str, body: dict[str, Any]) -> list[bytes]:
-    data = json.dumps(body).encode()
-    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
-    return [data]
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+AsgiApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class Readiness:
@@ -48,55 +52,169 @@ class Readiness:
             return dict(self._last)
 
 
-def health_app(ready: Callable[[], dict[str, bool]]) -> WsgiApp:
+async def _respond(
+    send: Send, status: int, body: bytes, content_type: str, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    head = [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": head + (headers or [])})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _json(status: int, body: dict[str, Any]) -> tuple[int, bytes, str]:
+    return status, json.dumps(body).encode(), "application/json"
+
+
+def health_response(path: str, ready: Callable[[], dict[str, bool]]) -> tuple[int, bytes, str]:
     """/healthz (the process answers), /readyz (503 unless every check passes), /metrics."""
-
-    def wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        path = environ.get("PATH_INFO")
-        if path == "/healthz":
-            return _json(start_response, "200 OK", {"status": "ok"})
-        if path == "/readyz":
-            checks = ready()
-            ok = all(checks.values())
-            return _json(
-                start_response, "200 OK" if ok else "503 Service Unavailable", {"ready": ok, **checks}
-            )
-        if path == "/metrics":
-            data, content_type = exposition()
-            start_response("200 OK", [("Content-Type", content_type), ("Content-Length", str(len(data)))])
-            return [data]
-        return _json(start_response, "404 Not Found", {"error": "not found"})
-
-    return wsgi
+    if path == "/healthz":
+        return _json(200, {"status": "ok"})
+    if path == "/readyz":
+        checks = ready()
+        ok = all(checks.values())
+        return _json(200 if ok else 503, {"ready": ok, **checks})
+    if path == "/metrics":
+        data, content_type = exposition()
+        return 200, data, content_type
+    return _json(404, {"error": "not found"})
 
 
-def http_app(app: App, ready: Callable[[], dict[str, bool]]) -> WsgiApp:
-    slack = SlackRequestHandler(app, path="/slack/events")
+def health_app(ready: Callable[[], dict[str, bool]]) -> AsgiApp:
+    async def asgi(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        # /readyz pings the engine: never on the event loop, which acknowledges Slack's requests.
+        await _respond(send, *await asyncio.to_thread(health_response, scope["path"], ready))
+
+    return asgi
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    """The request body; BodyTooLarge past `limit` bytes, refused on the declared size at once."""
+    for name, value in scope["headers"]:
+        if name == b"content-length" and value.isdigit() and int(value) > limit:
+            raise BodyTooLarge
+    body = bytearray()
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if len(body) > limit:
+            raise BodyTooLarge
+        if not message.get("more_body"):
+            return bytes(body)
+
+
+def _bolt_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    # A repeated header is joined as HTTP joins it, so a second X-Slack-Signature fails verification.
+    headers: dict[str, str] = {}
+    for name, value in raw:
+        key, text = name.decode("latin-1").lower(), value.decode("latin-1")
+        headers[key] = f"{headers[key]}, {text}" if key in headers else text
+    return headers
+
+
+def http_app(app: App, ready: Callable[[], dict[str, bool]], max_body_bytes: int) -> AsgiApp:
+    """Slack's requests at POST /slack/events (larger bodies get 413 unread), health and metrics."""
     health = health_app(ready)
+    # Bolt calls auth.test, over the network, on the first request it authorizes; until that has
+    # happened, requests are dispatched in a thread. After it, Bolt does no I/O on our path (the
+    # listeners only acknowledge and queue the work), so dispatching inline is safe and fastest.
+    authorized = threading.Event()
 
-    def wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if environ.get("PATH_INFO") == "/slack/events":
-            return slack(environ, start_response)
-        return health(environ, start_response)
+    def dispatch(request: BoltRequest) -> BoltResponse:
+        response = app.dispatch(request)
+        if request.context.authorize_result is not None:
+            authorized.set()
+        return response
 
-    return wsgi
+    async def asgi(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        if scope["path"] != "/slack/events":
+            await health(scope, receive, send)
+            return
+        if scope["method"] != "POST":
+            await _respond(send, 405, b"Method Not Allowed", "text/plain", [(b"allow", b"POST")])
+            return
+        try:
+            body = await _read_body(scope, receive, max_body_bytes)
+        except BodyTooLarge:
+            await _respond(send, 413, b"Request Entity Too Large", "text/plain", [(b"connection", b"close")])
+            return
+        request = BoltRequest(
+            # Undecodable bytes stay undecodable: the signature check then refuses the request.
+            body=body.decode("utf-8", errors="replace"),
+            query=scope["query_string"].decode("latin-1"),
+            headers=_bolt_headers(scope["headers"]),
+        )
+        if authorized.is_set():
+            response = dispatch(request)
+        else:
+            response = await asyncio.to_thread(dispatch, request)
+        headers = {name.lower(): values for name, values in response.headers.items()}
+        content_type = (headers.pop("content-type", None) or ["text/plain;charset=utf-8"])[0]
+        headers.pop("content-length", None)
+        extra = [(name.encode(), value.encode()) for name, values in headers.items() for value in values]
+        await _respond(send, response.status, (response.body or "").encode(), content_type, extra)
+
+    return asgi
+
+
+class BoundedHeadProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, with a bound on a request's line and headers that uvicorn does
+    not have: past it, the client gets 431 and the connection is closed, instead of the parser
+    buffering whatever it is sent."""
+
+    max_head_bytes = 256 * 1024  # as waitress, which served us before
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._in_head = True
+        self._head_bytes = 0
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_head, self._head_bytes = True, 0
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        super().on_headers_complete()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._in_head and not self.transport.is_closing():  # all of it went into an unfinished head
+            self._head_bytes += len(data)
+            if self._head_bytes > self.max_head_bytes:
+                self.transport.write(
+                    b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+                    b"content-length: 0\r\nconnection: close\r\n\r\n"
+                )
+                self.transport.close()
 
 
 class HttpServer:
-    """A threaded production WSGI server (waitress) run in a thread of its own; port 0 picks a free
-    port (see `.port`); `close` stops it from any other thread."""
+    """uvicorn serving an ASGI app from a thread of its own; port 0 picks a free port (see `.port`);
+    `close` stops it from any other thread."""
 
-    def __init__(self, wsgi: WsgiApp, host: str, port: int, max_body_bytes: int) -> None:
-        self.server = create_server(
-            wsgi,
-            host=host,
-            port=port,
-            threads=16,
-            max_request_body_size=max_body_bytes,  # larger bodies get 413 before Bolt sees them
-            ident="dockerbot",
+    def __init__(self, asgi: AsgiApp, host: str, port: int) -> None:
+        self._socket = socket.create_server((host, port), backlog=2048)
+        self.port: int = self._socket.getsockname()[1]
+        config = uvicorn.Config(
+            asgi,
+            loop="uvloop",
+            http=BoundedHeadProtocol,
+            lifespan="off",
+            log_config=None,  # our handlers (bot.logs), not uvicorn's
+            log_level="warning",
+            access_log=False,
+            server_header=False,
+            headers=[("server", "dockerbot")],
+            timeout_graceful_shutdown=5,
         )
-        self.port: int = self.server.effective_port
-        self._closing = threading.Event()
+        self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._run, name="http", daemon=True)
 
     def start(self) -> HttpServer:
@@ -104,19 +222,13 @@ class HttpServer:
         return self
 
     def close(self) -> None:
-        self._closing.set()
-        self.server.close()
-        self._thread.join(5)
+        self._server.should_exit = True
+        self._thread.join(10)
+        self._socket.close()
 
     def _run(self) -> None:
-        try:
-            self.server.run()
-        except (OSError, ValueError):
-            # Closing the listening socket under waitress's select() ends it with EBADF: expected
-            # when we close it, an error otherwise.
-            if not self._closing.is_set():
-                log.exception("the HTTP server stopped")
-                raise
+        # uvicorn installs no signal handlers outside the main thread: SIGTERM stays ours.
+        self._server.run(sockets=[self._socket])
 
 
 def socket_mode_handler(app: App, app_token: str, ping_interval: float = 5) -> SocketModeHandler:

@@ -136,7 +136,7 @@ def slack_http(settings: Settings, fake_slack: FakeSlack, services: Services) ->
     client = make_web_client(settings)
     app = create_app(settings, LocalDispatch(Router(services), client, work), client=client)
     server = HttpServer(
-        http_app(app, Readiness(services.hosts.default)), "127.0.0.1", 0, settings.max_body_bytes
+        http_app(app, Readiness(services.hosts.default), settings.max_body_bytes), "127.0.0.1", 0
     ).start()
     try:
         yield SlackHttpBot(f"http://127.0.0.1:{server.port}/slack/events", fake_slack, SIGNING_SECRET)

@@ -306,7 +306,7 @@ class HealthServer:
 def health_server() -> Iterator[HealthServer]:
     from bot.server import HttpServer, health_app
 
-    server = HttpServer(health_app(lambda: {"engine": True}), "127.0.0.1", 0, 1_000_000).start()
+    server = HttpServer(health_app(lambda: {"engine": True}), "127.0.0.1", 0).start()
     try:
         yield HealthServer(server.port)
     finally:

@@ -106,3 +106,49 @@ def test_duplicated_signature_headers_are_refused(slack_http: SlackHttpBot) -> N
     assert conn.getresponse().status == 401
     conn.close()
     _assert_nothing_posted(slack_http)
+
+
+def test_endless_headers_get_431_and_nothing_runs(slack_http: SlackHttpBot) -> None:
+    import socket
+
+    url = urllib.parse.urlsplit(slack_http.url)
+    with socket.create_connection((url.hostname, url.port), timeout=10) as conn:
+        conn.sendall(f"POST {url.path} HTTP/1.1\r\nHost: x\r\nX-Padding: ".encode() + b"a" * 400_000)
+        status_line = conn.recv(200).split(b"\r\n")[0]
+    assert status_line == b"HTTP/1.1 431 Request Header Fields Too Large"
+    _assert_nothing_posted(slack_http)
+
+
+def test_chunked_body_past_the_limit_is_refused_with_413(slack_http: SlackHttpBot) -> None:
+    import socket
+
+    from tests.fakes.slack_requests import signed_headers
+
+    # No Content-Length: the server has to count. Stop sending just past the limit, so that what
+    # the server refuses is the size it read, and it has read all it was sent.
+    body = slash_command_body("help " + "x" * 1_100_000, response_url=slack_http.slack.response_url("chunks"))
+    url = urllib.parse.urlsplit(slack_http.url)
+    head = "".join(f"{k}: {v}\r\n" for k, v in signed_headers(body, slack_http.secret).items())
+    with socket.create_connection((url.hostname, url.port), timeout=10) as conn:
+        conn.sendall(
+            f"POST {url.path} HTTP/1.1\r\nHost: x\r\n{head}Transfer-Encoding: chunked\r\n\r\n".encode()
+        )
+        for i in range(0, 1_000_000 + 65536, 65536):
+            chunk = body[i : i + 65536].encode()
+            conn.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        status_line = conn.recv(200).split(b"\r\n")[0]
+    assert status_line == b"HTTP/1.1 413 Request Entity Too Large"
+    _assert_nothing_posted(slack_http)
+
+
+def test_only_post_reaches_the_slack_endpoint(slack_http: SlackHttpBot) -> None:
+    import urllib.error
+    import urllib.request
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        opener.open(slack_http.url, timeout=5)
+    except urllib.error.HTTPError as error:
+        assert error.code == 405 and error.headers["Allow"] == "POST"
+    else:
+        raise AssertionError("GET /slack/events was served")
