@@ -17,13 +17,14 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import uvloop
 
+from bench.socket_sender import SocketSender, envelope
 from tests.fakes.slack import FakeSlack
 from tests.fakes.slack_requests import (
     block_actions_body,
@@ -60,6 +61,8 @@ class BotProcess:
         # HTTP clients run in a process of their own (see `burst`), started with the bot so that a
         # burst starts at once, not a second later, after a spawn, when background load is under way.
         self.clients: ProcessPoolExecutor | None = None
+        # Socket Mode envelopes come from a process of their own too (see bench.socket_sender).
+        self.sender: SocketSender | None = None
 
     def start(self, timeout: float = 60) -> BotProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -76,6 +79,8 @@ class BotProcess:
         }
         if self.mode == "socket":
             env["SLACK_APP_TOKEN"] = APP_TOKEN
+            sender = self.sender = SocketSender()
+            self.slack.set_response("apps.connections.open", lambda _call: {"ok": True, "url": sender.url})
         out = (self.data_dir / "stdout.log").open("wb")
         err = (self.data_dir / "stderr.log").open("wb")
         self.proc = subprocess.Popen(
@@ -98,8 +103,8 @@ class BotProcess:
                 raise RuntimeError(f"the bot did not start:\n{self.log_tail()}")
             else:
                 time.sleep(0.05)
-        if self.mode == "socket":
-            self.slack.wait_connected(timeout=timeout)
+        if self.sender is not None:
+            self.sender.wait_connected(timeout)
         else:
             self.clients = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
             self.clients.submit(time.time).result()  # spawned and importable before any timing
@@ -139,8 +144,8 @@ class BotProcess:
         if self.proc is None:
             return
         if self.proc.poll() is None:
-            if self.mode == "socket":  # else slack-sdk's close() waits out its 3 s socket read timeout
-                self.slack.close_connections()
+            if self.sender is not None:  # else slack-sdk's close() waits out its 3 s socket read timeout
+                self.sender.close_connections()
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout=20)
@@ -148,6 +153,10 @@ class BotProcess:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
         self.proc = None
+        if self.sender is not None:
+            self.sender.stop()
+            self.sender = None
+            self.slack.set_response("apps.connections.open", None)
 
     # --- talking to it, as Slack does ----------------------------------------------------------------
     def command(self, text: str, tag: str) -> float:
@@ -161,10 +170,9 @@ class BotProcess:
             if status != 200:
                 raise RuntimeError(f"/docker {text}: HTTP {status} {answer[:200]}")
             return seconds
+        assert self.sender is not None
         payload = slash_command_payload(text, user_id=USER, channel_id=CHANNEL, response_url=response_url)
-        envelope = self.slack.send_envelope("slash_commands", payload, timeout=30)
-        self.slack.wait_for_ack(envelope, timeout=30)
-        return self.slack.ack_seconds(envelope)
+        return self.sender.send([envelope("slash_commands", payload)], 1)[0]
 
     def press(self, button: dict[str, Any], message: dict[str, Any], tag: str) -> None:
         """Click a button of a message the bot sent through a response_url."""
@@ -181,7 +189,8 @@ class BotProcess:
             if status != 200:
                 raise RuntimeError(f"button {button['action_id']}: HTTP {status} {answer[:200]}")
         else:
-            self.slack.wait_for_ack(self.slack.send_envelope("interactive", payload, timeout=30), timeout=30)
+            assert self.sender is not None
+            self.sender.send([envelope("interactive", payload)], 1)
 
 
 def burst(
@@ -189,19 +198,25 @@ def burst(
 ) -> tuple[list[float], list[str], float, float]:
     """Send every command from `clients` concurrent senders: (ack seconds, tags, start, end wall time).
 
-    Over HTTP the senders run in a process of their own, so the fake Slack's threads in this one
-    (answering the bot's replies meanwhile) do not hold up the clients' clocks. Socket Mode
-    envelopes can only come from the fake's websocket, in this process: there the fake takes the
-    times itself, as it sends an envelope and as it reads the ack frame."""
+    The senders run in a process of their own (HTTP clients, or the Socket Mode sender), so the
+    fake Slack's threads in this one, answering the bot's replies meanwhile, do not hold up the
+    clocks."""
     tags = [f"{prefix}-{i}" for i, _ in enumerate(texts)]
     texts = list(texts)
+    jobs = [(text, bot.slack.response_url(tag)) for tag, text in zip(tags, texts, strict=True)]
     if bot.clients is not None:
-        jobs = [(text, bot.slack.response_url(tag)) for tag, text in zip(tags, texts, strict=True)]
         latencies, start, end = bot.clients.submit(http_clients, bot.url, jobs, clients).result()
         return latencies, tags, start, end
+    assert bot.sender is not None
+    envelopes = [
+        envelope(
+            "slash_commands",
+            slash_command_payload(text, user_id=USER, channel_id=CHANNEL, response_url=response_url),
+        )
+        for text, response_url in jobs
+    ]
     start = time.time()
-    with ThreadPoolExecutor(max_workers=clients, thread_name_prefix="client") as pool:
-        latencies = list(pool.map(bot.command, texts, tags))
+    latencies = bot.sender.send(envelopes, clients)
     return latencies, tags, start, time.time()
 
 
