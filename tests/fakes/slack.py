@@ -295,6 +295,11 @@ class FakeSlack:
             self._http_thread.join(timeout=5)
             self._http_thread = None
 
+    @property
+    def web_api_thread(self) -> threading.Thread | None:
+        """The thread that accepts Web API requests and starts a thread for each (None if stopped)."""
+        return self._http_thread
+
     def __enter__(self) -> FakeSlack:
         return self.start()
 
