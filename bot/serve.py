@@ -15,8 +15,9 @@ from bot.hosts import HostPool
 
 
 def serve_slack(settings: Settings, host: str, port: int) -> None:
-    from bot.server import HttpServer, Readiness, health_app, http_app, socket_mode_handler
+    from bot.server import HttpServer, Readiness, health_app, http_app
     from bot.slack_app import create_app
+    from bot.socket_mode import socket_mode_handler
     from bot.worker import WorkerFailed, WorkerProcess
 
     if not settings.slack_bot_token:

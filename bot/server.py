@@ -1,4 +1,4 @@
-"""Serving the Slack app: HTTP (uvicorn, signed requests at /slack/events) or Socket Mode.
+"""Serving the Slack app over HTTP (uvicorn, signed requests at /slack/events), and health.
 
 The HTTP side is an ASGI app on uvicorn's event loop (httptools, uvloop): a request is parsed,
 verified and acknowledged in that one thread, with no hand-off between threads on the way, which
@@ -17,12 +17,12 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import uvicorn
-from slack_bolt import App, BoltRequest, BoltResponse
-from slack_bolt.adapter.socket_mode import SocketModeHandler
+from slack_bolt import App, BoltRequest
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from bot.hosts import DockerHost
 from bot.metrics import exposition
+from bot.slack_app import dispatch_noting_auth
 
 log = logging.getLogger("dockerbot.server")
 
@@ -119,16 +119,7 @@ def _bolt_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
 def http_app(app: App, ready: Callable[[], dict[str, bool]], max_body_bytes: int) -> AsgiApp:
     """Slack's requests at POST /slack/events (larger bodies get 413 unread), health and metrics."""
     health = health_app(ready)
-    # Bolt calls auth.test, over the network, on the first request it authorizes; until that has
-    # happened, requests are dispatched in a thread. After it, Bolt does no I/O on our path (the
-    # listeners only acknowledge and queue the work), so dispatching inline is safe and fastest.
-    authorized = threading.Event()
-
-    def dispatch(request: BoltRequest) -> BoltResponse:
-        response = app.dispatch(request)
-        if request.context.authorize_result is not None:
-            authorized.set()
-        return response
+    authorized = threading.Event()  # until set, requests are dispatched in a thread (see below)
 
     async def asgi(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -151,9 +142,9 @@ def http_app(app: App, ready: Callable[[], dict[str, bool]], max_body_bytes: int
             headers=_bolt_headers(scope["headers"]),
         )
         if authorized.is_set():
-            response = dispatch(request)
+            response = dispatch_noting_auth(app, request, authorized)
         else:
-            response = await asyncio.to_thread(dispatch, request)
+            response = await asyncio.to_thread(dispatch_noting_auth, app, request, authorized)
         headers = {name.lower(): values for name, values in response.headers.items()}
         content_type = (headers.pop("content-type", None) or ["text/plain;charset=utf-8"])[0]
         headers.pop("content-length", None)
@@ -213,6 +204,7 @@ class HttpServer:
             server_header=False,
             headers=[("server", "dockerbot")],
             timeout_graceful_shutdown=5,
+            proxy_headers=False,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._run, name="http", daemon=True)
@@ -229,10 +221,3 @@ class HttpServer:
     def _run(self) -> None:
         # uvicorn installs no signal handlers outside the main thread: SIGTERM stays ours.
         self._server.run(sockets=[self._socket])
-
-
-def socket_mode_handler(app: App, app_token: str, ping_interval: float = 5) -> SocketModeHandler:
-    # A dropped connection is noticed (and replaced) within one ping interval: Bolt's default is 10 s.
-    return SocketModeHandler(
-        app, app_token=app_token, web_client=app.client, concurrency=16, ping_interval=ping_interval
-    )

@@ -15,7 +15,7 @@ from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from slack_bolt import App, BoltResponse
+from slack_bolt import App, BoltRequest, BoltResponse
 from slack_sdk import WebClient
 
 from bot import metrics
@@ -58,6 +58,17 @@ def delivery_key(body: dict[str, Any]) -> str | None:
     if body.get("command") and body.get("trigger_id"):
         return f"command:{body['trigger_id']}"
     return None
+
+
+def dispatch_noting_auth(app: App, request: BoltRequest, authorized: threading.Event) -> BoltResponse:
+    """`app.dispatch`, setting `authorized` once Bolt has authorized a request: Bolt calls auth.test,
+    over the network, the first time only. From then on our listeners only acknowledge and queue
+    the work, so a request can be dispatched on a thread that must never block (the HTTP event
+    loop, the Socket Mode reader)."""
+    response = app.dispatch(request)
+    if request.context.authorize_result is not None:
+        authorized.set()
+    return response
 
 
 def create_app(settings: Settings, dispatch: Dispatch, *, client: WebClient | None = None) -> App:

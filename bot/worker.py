@@ -24,6 +24,7 @@ import queue
 import signal
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection, wait
 from typing import Any
@@ -31,6 +32,8 @@ from typing import Any
 log = logging.getLogger("dockerbot.worker")
 
 _STOP = ("stop",)
+_BATCH = 256  # requests forwarded in one message at most
+_DONE_EVERY = 0.05  # seconds: the worker reports finished jobs in batches, at most this often
 WORKER_NICENESS = 10
 _PR_SET_PDEATHSIG = 1
 
@@ -154,10 +157,11 @@ class WorkerProcess:
             ready = wait([conn, process.sentinel])
             try:
                 while conn.poll():  # all it said, also what it said just before it went
-                    kind, job = conn.recv()
+                    kind, jobs = conn.recv()
                     if kind == "done":
                         with self._in_flight_lock:
-                            self._in_flight.pop(job, None)
+                            for job in jobs:
+                                self._in_flight.pop(job, None)
             except (EOFError, OSError):
                 pass  # its end of the pipe closed: it is gone
             else:
@@ -167,31 +171,43 @@ class WorkerProcess:
             return
 
     def _forward(self) -> None:
-        while (job := self._outbox.get()) is not None:
-            while True:
-                with self._lock:
-                    while self._conn is None and not self._stopping.is_set():
-                        self._lock.wait(1.0)
-                    conn = self._conn
-                number = job[1] if len(job) > 1 else 0
-                if conn is None:  # stopping, and no worker to take it
-                    if number:
-                        _tell_interrupted([(job[0], job[2])], shutting_down=True)
-                    break
-                if number:  # in flight from before it is sent: the worker may finish it at once
-                    with self._in_flight_lock:
-                        self._in_flight[number] = (job[0], job[2])
-                try:
-                    conn.send(job)
-                    break
-                except OSError:  # the worker just died: the next one gets it
-                    with self._in_flight_lock:
-                        self._in_flight.pop(number, None)
-                    with self._lock:
-                        if self._conn is conn:
-                            self._conn = None
-            if job == _STOP:
+        """Send queued requests on to the worker, all that are waiting in one message: under a burst
+        this thread then wakes, and takes the GIL from the thread that acks, once per batch instead
+        of once per request."""
+        while True:
+            batch = [self._outbox.get()]
+            with contextlib.suppress(queue.Empty):
+                while batch[-1] is not None and len(batch) < _BATCH:
+                    batch.append(self._outbox.get_nowait())
+            ending = batch[-1] is None
+            messages = [m for m in batch if m is not None]
+            if messages:
+                self._deliver(messages)
+            if ending or _STOP in messages:
                 return
+
+    def _deliver(self, messages: list[tuple[Any, ...]]) -> None:
+        jobs = {m[1]: (m[0], m[2]) for m in messages if len(m) > 2 and m[1]}
+        while True:
+            with self._lock:
+                while self._conn is None and not self._stopping.is_set():
+                    self._lock.wait(1.0)
+                conn = self._conn
+            if conn is None:  # stopping, and no worker to take them
+                _tell_interrupted(list(jobs.values()), shutting_down=True)
+                return
+            with self._in_flight_lock:  # in flight before they are sent: the worker may finish one at once
+                self._in_flight.update(jobs)
+            try:
+                conn.send(("batch", messages))
+                return
+            except OSError:  # the worker just died: the next one gets them
+                with self._in_flight_lock:
+                    for number in jobs:
+                        self._in_flight.pop(number, None)
+                with self._lock:
+                    if self._conn is conn:
+                        self._conn = None
 
 
 def _tell_interrupted(lost: list[tuple[str, dict[str, Any]]], shutting_down: bool) -> None:
@@ -279,27 +295,66 @@ def run_worker(conn: Connection) -> None:
     dispatch = LocalDispatch(router, client, work)
     start_background(services, SlackPoster(client))
     conn.send(("ready",))
-    sending = threading.Lock()  # worker threads report finished jobs on the same pipe
+    done = DoneReports(conn)
 
-    def report_done(job: int) -> None:
-        with sending, contextlib.suppress(OSError):
-            conn.send(("done", job))
-
-    while True:
+    def take(kind: str, job: int, arg: Any) -> None:
         try:
-            kind, *rest = conn.recv()
-        except EOFError:  # the front process is gone
-            break
-        if kind == _STOP[0]:
-            break
-        job, arg = rest
-        try:
-            getattr(dispatch, kind)(arg, done=functools.partial(report_done, job) if job else None)
+            getattr(dispatch, kind)(arg, done=functools.partial(done.add, job) if job else None)
         except Exception:  # one malformed request must not end the worker
             log.exception("could not take a %s request", kind)
             if job:
-                report_done(job)
+                done.add(job)
+
+    stopping = False
+    while not stopping:
+        try:
+            _, messages = conn.recv()  # ("batch", [(kind, job, arg), ...])
+        except EOFError:  # the front process is gone
+            break
+        for kind, *rest in messages:
+            if kind == _STOP[0]:
+                stopping = True
+                break
+            take(kind, *rest)
     finish(router.services, work)
+    done.close()
+
+
+class DoneReports:
+    """(In the worker.) Tells the front which jobs finished, in one message per `_DONE_EVERY`
+    seconds at most: a message per job would wake the front's threads once per job."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._jobs: list[int] = []
+        self._wake = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="done-reports", daemon=True)
+        self._thread.start()
+
+    def add(self, job: int) -> None:
+        with self._wake:
+            self._jobs.append(job)
+            self._wake.notify()
+
+    def close(self) -> None:
+        with self._wake:
+            self._closed = True
+            self._wake.notify()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._jobs and not self._closed:
+                    self._wake.wait()
+                jobs, self._jobs, closed = self._jobs, [], self._closed
+            if jobs:
+                with contextlib.suppress(OSError):
+                    self._conn.send(("done", jobs))
+            if closed:
+                return
+            time.sleep(_DONE_EVERY)
 
 
 def finish(services: Any, work: ThreadPoolExecutor) -> None:

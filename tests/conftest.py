@@ -153,7 +153,7 @@ def slack_socket(settings: Settings, fake_slack: FakeSlack, services: Services) 
     """The bot connected over Socket Mode to the fake Slack's websocket; yields the fake."""
     from pydantic import SecretStr
 
-    from bot.server import socket_mode_handler
+    from bot.socket_mode import socket_mode_handler
 
     settings = settings.model_copy(
         update={"slack_api_url": fake_slack.api_url, "slack_app_token": SecretStr(APP_TOKEN)}
