@@ -55,3 +55,24 @@ def test_a_retried_event_is_handled_once(slack_socket: FakeSlack) -> None:
     slack_socket.wait_for("views.publish", timeout=20)
     time.sleep(0.5)
     assert len(slack_socket.calls("views.publish")) == 1
+
+
+def test_a_burst_of_envelopes_is_acked_and_answered_once_each(slack_socket: FakeSlack) -> None:
+    _help(slack_socket, "warm")  # authorized: from here envelopes are dispatched in the reader thread
+    payloads = {
+        f"burst-{i}": slash_command_payload("help", response_url=slack_socket.response_url(f"burst-{i}"))
+        for i in range(40)
+    }
+    sent = {slack_socket.send_envelope("slash_commands", payload): tag for tag, payload in payloads.items()}
+    for envelope_id in sent:
+        assert slack_socket.wait_for_ack(envelope_id, timeout=5) == {"envelope_id": envelope_id}
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        tags = [c.tag for c in slack_socket.calls("response_url") if c.tag.startswith("burst-")]
+        if len(set(tags)) == len(sent):
+            break
+        time.sleep(0.1)
+    time.sleep(0.5)
+    tags = sorted(c.tag for c in slack_socket.calls("response_url") if c.tag.startswith("burst-"))
+    assert tags == sorted(sent.values())  # every command answered, none twice
+    assert len(slack_socket.acks) == len(set(a["envelope_id"] for a in slack_socket.acks))  # one ack each
