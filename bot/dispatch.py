@@ -42,21 +42,33 @@ class LocalDispatch:
         groups.fetch = lambda group: client.usergroups_users_list(usergroup=group)["users"]
         groups.start()
 
-    # `done`, if given, is called when the work has finished, however it ended.
-    def command(self, body: dict[str, Any], done: Callable[[], None] | None = None) -> None:
+    # `done`, if given, is called when the work has finished, however it ended; `live` with each
+    # message posted to be updated as the work goes on.
+    def command(
+        self,
+        body: dict[str, Any],
+        done: Callable[[], None] | None = None,
+        live: Callable[[SlackRef], None] | None = None,
+    ) -> None:
         user, channel = body.get("user_id", ""), body.get("channel_id", "")
-        reply = SlackReply(self.client, channel=channel, user=user, response_url=body.get("response_url"))
+        response_url = body.get("response_url")
+        reply = SlackReply(self.client, channel=channel, user=user, response_url=response_url, on_live=live)
         work = partial(self.router.handle, body.get("text", ""), user=user, channel=channel, reply=reply)
         self._submit(work, done)
 
-    def button(self, body: dict[str, Any], done: Callable[[], None] | None = None) -> None:
+    def button(
+        self,
+        body: dict[str, Any],
+        done: Callable[[], None] | None = None,
+        live: Callable[[SlackRef], None] | None = None,
+    ) -> None:
         action = body["actions"][0]
         user = body.get("user", {}).get("id", "")
         container = body.get("container") or {}
         channel = (body.get("channel") or {}).get("id") or container.get("channel_id", "")
         response_url = body.get("response_url")
         ref = SlackRef(channel=channel, ts=container.get("message_ts"), response_url=response_url)
-        reply = SlackReply(self.client, channel=channel, user=user, response_url=response_url)
+        reply = SlackReply(self.client, channel=channel, user=user, response_url=response_url, on_live=live)
         work = partial(
             self.router.press,
             action["action_id"],

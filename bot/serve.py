@@ -17,6 +17,7 @@ from bot.hosts import HostPool
 def serve_slack(settings: Settings, host: str, port: int) -> None:
     from bot.server import HttpServer, Readiness, health_app, http_app
     from bot.slack_app import create_app
+    from bot.slack_client import make_web_client
     from bot.socket_mode import socket_mode_handler
     from bot.worker import WorkerFailed, WorkerProcess
 
@@ -31,7 +32,7 @@ def serve_slack(settings: Settings, host: str, port: int) -> None:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    worker = WorkerProcess()
+    worker = WorkerProcess(make_web_client(settings))
     try:
         worker.start()
     except WorkerFailed as error:

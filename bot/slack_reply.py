@@ -4,6 +4,7 @@ the poster scheduled results use."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -35,11 +36,20 @@ def _payload(message: Message) -> dict[str, Any]:
 
 
 class SlackReply:
-    def __init__(self, client: WebClient, *, channel: str, user: str, response_url: str | None) -> None:
+    def __init__(
+        self,
+        client: WebClient,
+        *,
+        channel: str,
+        user: str,
+        response_url: str | None,
+        on_live: Callable[[SlackRef], None] | None = None,
+    ) -> None:
         self.client = client
         self.channel = channel
         self.user = user
         self.response_url = response_url
+        self.on_live = on_live  # told of each message posted to be updated (a pull's progress)
 
     # --- Reply -------------------------------------------------------------------------------
     def send(self, message: Message, *, live: bool = False) -> SlackRef:
@@ -47,7 +57,10 @@ class SlackReply:
         if live:
             try:
                 resp = self.client.chat_postMessage(channel=self.channel, **_payload(message))
-                return SlackRef(channel=resp["channel"], ts=resp["ts"])
+                ref = SlackRef(channel=resp["channel"], ts=resp["ts"])
+                if self.on_live is not None:
+                    self.on_live(ref)
+                return ref
             except SlackApiError as error:
                 if error.response.get("error") not in _NOT_POSTABLE:
                     raise

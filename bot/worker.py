@@ -48,7 +48,8 @@ class WorkerProcess:
     Forwarding never blocks the ack: requests go into an in-memory queue, and one thread sends
     them on, holding them while a restarted worker comes up."""
 
-    def __init__(self, *, restart_backoff: tuple[float, float] = (1.0, 30.0)) -> None:
+    def __init__(self, slack: Any = None, *, restart_backoff: tuple[float, float] = (1.0, 30.0)) -> None:
+        self._slack = slack  # a slack_sdk WebClient, to mark the messages of jobs a dead worker left
         self._context = multiprocessing.get_context("spawn")  # no forked locks from our threads
         self._outbox: queue.Queue[tuple[Any, ...] | None] = queue.Queue()
         self._backoff = restart_backoff
@@ -63,6 +64,8 @@ class WorkerProcess:
         # here go to the next worker instead.
         self._jobs = itertools.count(1)
         self._in_flight: dict[int, tuple[str, dict[str, Any]]] = {}
+        # Messages those jobs posted to update as they go (channel, ts): marked if the worker dies.
+        self._live: dict[int, list[tuple[str, str]]] = {}
         self._in_flight_lock = threading.Lock()
         self._supervisor = threading.Thread(target=self._supervise, name="worker-supervisor", daemon=True)
 
@@ -134,9 +137,10 @@ class WorkerProcess:
             parent_end.close()
             with self._in_flight_lock:
                 lost, self._in_flight = list(self._in_flight.values()), {}
+                live, self._live = [ref for refs in self._live.values() for ref in refs], {}
             if lost:
                 notice = threading.Thread(
-                    target=_tell_interrupted, args=(lost, self._stopping.is_set()), name="worker-lost"
+                    target=self._tell, args=(lost, live, self._stopping.is_set()), name="worker-lost"
                 )
                 notice.start()  # not a daemon: the notices go out even if this process is ending
             if self._stopping.is_set():
@@ -157,11 +161,14 @@ class WorkerProcess:
             ready = wait([conn, process.sentinel])
             try:
                 while conn.poll():  # all it said, also what it said just before it went
-                    kind, jobs = conn.recv()
-                    if kind == "done":
-                        with self._in_flight_lock:
-                            for job in jobs:
+                    kind, *said = conn.recv()
+                    with self._in_flight_lock:
+                        if kind == "done":
+                            for job in said[0]:
                                 self._in_flight.pop(job, None)
+                                self._live.pop(job, None)
+                        elif kind == "live" and said[0] in self._in_flight:
+                            self._live.setdefault(said[0], []).append((said[1], said[2]))
             except (EOFError, OSError):
                 pass  # its end of the pipe closed: it is gone
             else:
@@ -169,6 +176,13 @@ class WorkerProcess:
                     continue
             process.join()
             return
+
+    def _tell(
+        self, lost: list[tuple[str, dict[str, Any]]], live: list[tuple[str, str]], shutdown: bool
+    ) -> None:
+        _tell_interrupted(lost, shutdown)
+        if live and self._slack is not None:
+            _mark_interrupted(self._slack, live)
 
     def _forward(self) -> None:
         """Send queued requests on to the worker, all that are waiting in one message: under a burst
@@ -236,6 +250,19 @@ def _tell_interrupted(lost: list[tuple[str, dict[str, Any]]], shutting_down: boo
             log.exception("could not tell a user their request was interrupted")
 
 
+def _mark_interrupted(slack: Any, live: list[tuple[str, str]]) -> None:
+    """Stop live messages (a pull's progress) from claiming a job a dead worker left is still going."""
+    text = (
+        ":warning: Interrupted: the bot's worker process stopped before this finished, and this "
+        "message is no longer updated. Check with `/docker images`, and run it again if needed."
+    )
+    for channel, ts in live:
+        try:
+            slack.chat_update(channel=channel, ts=ts, text=text, blocks=[])
+        except Exception:  # as for the notices: a courtesy; the restart goes on
+            log.exception("could not mark an interrupted message")
+
+
 def _first_message(conn: Connection, process: Any) -> tuple[Any, ...] | None:
     """The worker's "ready" or ("failed", why); None if it died without a word."""
     while True:
@@ -295,15 +322,16 @@ def run_worker(conn: Connection) -> None:
     dispatch = LocalDispatch(router, client, work)
     start_background(services, SlackPoster(client))
     conn.send(("ready",))
-    done = DoneReports(conn)
+    reports = JobReports(conn)
 
     def take(kind: str, job: int, arg: Any) -> None:
+        hooks = {"done": functools.partial(reports.done, job), "live": functools.partial(reports.live, job)}
         try:
-            getattr(dispatch, kind)(arg, done=functools.partial(done.add, job) if job else None)
+            getattr(dispatch, kind)(arg, **(hooks if job else {}))
         except Exception:  # one malformed request must not end the worker
             log.exception("could not take a %s request", kind)
             if job:
-                done.add(job)
+                reports.done(job)
 
     stopping = False
     while not stopping:
@@ -317,25 +345,34 @@ def run_worker(conn: Connection) -> None:
                 break
             take(kind, *rest)
     finish(router.services, work)
-    done.close()
+    reports.close()
 
 
-class DoneReports:
+class JobReports:
     """(In the worker.) Tells the front which jobs finished, in one message per `_DONE_EVERY`
-    seconds at most: a message per job would wake the front's threads once per job."""
+    seconds at most (a message per job would wake the front's threads once per job), and at once
+    of each message a job posted to update as it goes, which the front marks if the worker dies."""
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
+        self._sending = threading.Lock()
         self._jobs: list[int] = []
         self._wake = threading.Condition()
         self._closed = False
-        self._thread = threading.Thread(target=self._run, name="done-reports", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="job-reports", daemon=True)
         self._thread.start()
 
-    def add(self, job: int) -> None:
+    def done(self, job: int) -> None:
         with self._wake:
             self._jobs.append(job)
             self._wake.notify()
+
+    def live(self, job: int, ref: Any) -> None:
+        self._send(("live", job, ref.channel, ref.ts))
+
+    def _send(self, message: tuple[Any, ...]) -> None:
+        with self._sending, contextlib.suppress(OSError):
+            self._conn.send(message)
 
     def close(self) -> None:
         with self._wake:
@@ -350,8 +387,7 @@ class DoneReports:
                     self._wake.wait()
                 jobs, self._jobs, closed = self._jobs, [], self._closed
             if jobs:
-                with contextlib.suppress(OSError):
-                    self._conn.send(("done", jobs))
+                self._send(("done", jobs))
             if closed:
                 return
             time.sleep(_DONE_EVERY)

@@ -143,11 +143,16 @@ def test_the_served_bot_survives_its_worker_and_never_outlives_itself(
             response_url=fake_slack.response_url("pull"),
         )
         assert post_signed(bot.url, body, SIGNING_SECRET)[0] == 200
-        fake_slack.wait_for("chat.postMessage", timeout=60)
+        [progress] = fake_slack.wait_for("chat.postMessage", timeout=60)
+        time.sleep(0.5)  # the worker tells the front of the message once Slack's answer is back (ms)
         os.kill(first, signal.SIGKILL)
         [notice] = fake_slack.wait_for("response_url", lambda c: c.tag == "pull", timeout=30)
         assert "worker process stopped while running `/docker pull" in notice.body["text"]
         assert notice.body["response_type"] == "ephemeral"
+        # ... and the pull's message in the channel no longer says it is pulling.
+        channel, ts = progress.response["channel"], progress.response["ts"]
+        fake_slack.wait_for("chat.update", lambda c: c.body.get("ts") == ts and "Interrupted" in str(c.body))
+        assert fake_slack.message(channel, ts)["text"].startswith(":warning: Interrupted: the bot's worker")
         assert [c.tag for c in fake_slack.calls("response_url")].count("before") == 1
         second = _until(
             lambda: (pid := worker_pid(bot)) != first and pid and _get(base + "/readyz")[0] == 200 and pid
