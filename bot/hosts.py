@@ -36,6 +36,7 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     paramiko.SSHException,
     urllib3.exceptions.EmptyPoolError,  # every connection to an ssh:// host stayed busy (SSH_SESSIONS)
 )
+_SSH_NO_HANDSHAKE = "the ssh handshake did not complete (its server did not answer in time, or hung up)"
 _SSH_KEY_REFUSED = "ssh authentication failed (is the bot's key in the host's authorized_keys?)"
 
 
@@ -61,6 +62,8 @@ def connection_cause(error: BaseException) -> str:
         ("Read timed out", "the engine did not answer in time"),
         ("Name or service not known", "unknown host name"),
         ("Unable to connect to port", "cannot connect to its ssh server (is sshd running?)"),
+        ("Error reading SSH protocol banner", _SSH_NO_HANDSHAKE),
+        ("No existing session", _SSH_NO_HANDSHAKE),  # paramiko, when the handshake died first
         ("not found in known_hosts", "its ssh host key is not in the bot's known_hosts"),
         ("No authentication methods available", _SSH_KEY_REFUSED),
         ("SSH session not active", "the ssh connection dropped"),
@@ -79,6 +82,33 @@ def connection_cause(error: BaseException) -> str:
 _PROVISIONAL_VERSION = "1.41"  # replaced by the engine's own before any real call
 # Connections (ssh sessions) to one ssh:// host at once: below sshd's default MaxSessions of 10.
 SSH_SESSIONS = 8
+SSH_HANDSHAKE_TIMEOUT = 10.0  # seconds for each of TCP connect, the server's banner, authentication
+SSH_KEEPALIVE = 30  # seconds: an idle link (the ledger's event stream) is not dropped by a firewall
+
+
+class _SshAdapter(docker.transport.SSHHTTPAdapter):  # type: ignore[misc]
+    """docker-py's ssh adapter with the timeouts it leaves out. Without them, a host that drops
+    packets holds a command (and the host's lock) for the kernel's TCP timeout, about two minutes,
+    and a server that accepts but never speaks holds it until paramiko's own defaults run out."""
+
+    def __init__(self, base_url: str, timeout: float = 60, *args: Any, **kwargs: Any) -> None:
+        self.handshake_timeout = min(SSH_HANDSHAKE_TIMEOUT, timeout)  # read by the calls below
+        super().__init__(base_url, timeout, *args, **kwargs)
+
+    def _create_paramiko_client(self, base_url: str) -> None:
+        super()._create_paramiko_client(base_url)
+        wait = self.handshake_timeout
+        self.ssh_params.update(timeout=wait, banner_timeout=wait, auth_timeout=wait)
+
+    def _connect(self) -> None:
+        super()._connect()
+        transport = self.ssh_client.get_transport() if self.ssh_client else None
+        if transport is not None:
+            transport.set_keepalive(SSH_KEEPALIVE)
+
+
+# docker-py builds its ssh adapter itself, by this name, and has no other way in for these settings.
+docker.api.client.SSHHTTPAdapter = _SshAdapter
 
 
 @dataclass(frozen=True)

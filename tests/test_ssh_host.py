@@ -196,3 +196,28 @@ def test_a_stalled_pull_over_ssh_is_stopped(
     out = final_message(chat(f"@edge pull {fake_registry.address}/{fresh_image(sandbox)}"))
     assert time.monotonic() - started < 8
     assert "No progress from the registry for 1.5 s; the pull was stopped." in out
+
+
+def test_an_ssh_server_that_never_answers_is_given_up_on(
+    chat_over: ChatOver, sshd: Sshd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A port that accepts and then says nothing (a wedged sshd, a half-open proxy): the bot gives
+    up after its handshake timeout, never later than the host's own timeout, and says why."""
+    import socket
+    import time
+
+    silent = socket.create_server(("127.0.0.1", 0))
+    try:
+        url = f"ssh://{sshd.url.split('//', 1)[1].split('@')[0]}@127.0.0.1:{silent.getsockname()[1]}"
+        stand_in = type("Silent", (), {"url": url, "home": sshd.home})()
+        chat = chat_over(stand_in, docker_timeout=2)
+        started = time.monotonic()
+        reply = chat("@edge images").strip()
+        assert time.monotonic() - started < 8
+        assert reply == (
+            f"Cannot reach the Docker engine on host edge ({url}):"
+            " the ssh handshake did not complete (its server did not answer in time, or hung up)"
+        )
+        assert "local" in chat("hosts") and "edge" in chat("hosts")  # and the bot goes on
+    finally:
+        silent.close()
