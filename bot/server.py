@@ -92,14 +92,21 @@ class BodyTooLarge(Exception):
     pass
 
 
+class ClientGone(Exception):
+    pass
+
+
 async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
-    """The request body; BodyTooLarge past `limit` bytes, refused on the declared size at once."""
+    """The request body; BodyTooLarge past `limit` bytes, refused on the declared size at once;
+    ClientGone if the client hung up before sending it all."""
     for name, value in scope["headers"]:
         if name == b"content-length" and value.isdigit() and int(value) > limit:
             raise BodyTooLarge
     body = bytearray()
     while True:
         message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
         body += message.get("body", b"")
         if len(body) > limit:
             raise BodyTooLarge
@@ -134,6 +141,8 @@ def http_app(app: App, ready: Callable[[], dict[str, bool]], max_body_bytes: int
             body = await _read_body(scope, receive, max_body_bytes)
         except BodyTooLarge:
             await _respond(send, 413, b"Request Entity Too Large", "text/plain", [(b"connection", b"close")])
+            return
+        except ClientGone:  # nothing to answer, and a truncated body is not a request
             return
         request = BoltRequest(
             # Undecodable bytes stay undecodable: the signature check then refuses the request.
@@ -191,7 +200,8 @@ class HttpServer:
     `close` stops it from any other thread."""
 
     def __init__(self, asgi: AsgiApp, host: str, port: int) -> None:
-        self._socket = socket.create_server((host, port), backlog=2048)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._socket = socket.create_server((host, port), family=family, backlog=2048)
         self.port: int = self._socket.getsockname()[1]
         config = uvicorn.Config(
             asgi,

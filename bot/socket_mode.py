@@ -30,7 +30,10 @@ class InlineSocketModeClient(SocketModeClient):
 
     def enqueue_message(self, message: str) -> None:
         if self.inline.is_set() and message.startswith("{"):
-            envelope = json.loads(message)
+            try:
+                envelope = json.loads(message)
+            except ValueError:
+                envelope = {}  # the usual path reports it
             if envelope.get("envelope_id") and envelope.get("type") != "disconnect":
                 self.run_message_listeners(envelope, message)
                 return

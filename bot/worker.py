@@ -27,7 +27,10 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection, wait
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from slack_sdk import WebClient
 
 log = logging.getLogger("dockerbot.worker")
 
@@ -48,8 +51,10 @@ class WorkerProcess:
     Forwarding never blocks the ack: requests go into an in-memory queue, and one thread sends
     them on, holding them while a restarted worker comes up."""
 
-    def __init__(self, slack: Any = None, *, restart_backoff: tuple[float, float] = (1.0, 30.0)) -> None:
-        self._slack = slack  # a slack_sdk WebClient, to mark the messages of jobs a dead worker left
+    def __init__(
+        self, slack: WebClient | None = None, *, restart_backoff: tuple[float, float] = (1.0, 30.0)
+    ) -> None:
+        self._slack = slack  # to mark the messages of jobs a dead worker left (see `_mark_interrupted`)
         self._context = multiprocessing.get_context("spawn")  # no forked locks from our threads
         self._outbox: queue.Queue[tuple[Any, ...] | None] = queue.Queue()
         self._backoff = restart_backoff
@@ -250,7 +255,7 @@ def _tell_interrupted(lost: list[tuple[str, dict[str, Any]]], shutting_down: boo
             log.exception("could not tell a user their request was interrupted")
 
 
-def _mark_interrupted(slack: Any, live: list[tuple[str, str]]) -> None:
+def _mark_interrupted(slack: WebClient, live: list[tuple[str, str]]) -> None:
     """Stop live messages (a pull's progress) from claiming a job a dead worker left is still going."""
     text = (
         ":warning: Interrupted: the bot's worker process stopped before this finished, and this "
@@ -357,6 +362,7 @@ class JobReports:
         self._conn = conn
         self._sending = threading.Lock()
         self._jobs: list[int] = []
+        self._with_live: set[int] = set()
         self._wake = threading.Condition()
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="job-reports", daemon=True)
@@ -364,10 +370,16 @@ class JobReports:
 
     def done(self, job: int) -> None:
         with self._wake:
+            if job in self._with_live:  # at once: a worker dying meanwhile must not mark its message
+                self._with_live.discard(job)
+                self._send(("done", [job]))
+                return
             self._jobs.append(job)
             self._wake.notify()
 
     def live(self, job: int, ref: Any) -> None:
+        with self._wake:
+            self._with_live.add(job)
         self._send(("live", job, ref.channel, ref.ts))
 
     def _send(self, message: tuple[Any, ...]) -> None:
