@@ -325,6 +325,21 @@ def run_healthcheck(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
+def test_the_http_server_listens_on_ipv6_too() -> None:
+    """`serve --host` may be an IPv6 address (`::` for all of them), as it could be with waitress."""
+    from bot.server import HttpServer, health_app
+
+    server = HttpServer(health_app(lambda: {"engine": True}), "::1", 0).start()
+    try:
+        conn = http.client.HTTPConnection("::1", server.port, timeout=10)
+        conn.request("GET", "/healthz")
+        response = conn.getresponse()
+        assert (response.status, json.loads(response.read())) == (200, {"status": "ok"})
+        conn.close()
+    finally:
+        server.close()
+
+
 def test_healthcheck_asks_the_port_of_the_mode(health_server: HealthServer) -> None:
     live, dead = str(health_server.port), str(free_port())
     socket_mode = {"SLACK_APP_TOKEN": "xapp-1-test", "DOCKERBOT_HEALTH_PORT": live, "DOCKERBOT_PORT": dead}
