@@ -87,9 +87,16 @@ SSH_KEEPALIVE = 30  # seconds: an idle link (the ledger's event stream) is not d
 
 
 class _SshAdapter(docker.transport.SSHHTTPAdapter):  # type: ignore[misc]
-    """docker-py's ssh adapter with the timeouts it leaves out. Without them, a host that drops
-    packets holds a command (and the host's lock) for the kernel's TCP timeout, about two minutes,
-    and a server that accepts but never speaks holds it until paramiko's own defaults run out."""
+    """docker-py's ssh adapter with what it leaves out for a served bot.
+
+    Timeouts: without them, a host that drops packets holds a command (and the host's lock) for
+    the kernel's TCP timeout, about two minutes, and a server that accepts but never speaks holds
+    it until paramiko's own defaults run out.
+
+    One pool of at most SSH_SESSIONS connections per host, which a request waits for up to the
+    host's timeout: docker-py keeps a pool per request URL and opens a connection (an ssh session)
+    whenever its pool has none free. Over one login, sshd refuses sessions past MaxSessions, and a
+    dozen opened at once fail (measured: 10 of 12 concurrent calls)."""
 
     def __init__(self, base_url: str, timeout: float = 60, *args: Any, **kwargs: Any) -> None:
         self.handshake_timeout = min(SSH_HANDSHAKE_TIMEOUT, timeout)  # read by the calls below
@@ -106,6 +113,14 @@ class _SshAdapter(docker.transport.SSHHTTPAdapter):  # type: ignore[misc]
         transport = ssh.get_transport() if ssh else None
         if transport is not None:
             transport.set_keepalive(SSH_KEEPALIVE)
+
+    def get_connection(self, url: str, proxies: Any = None) -> Any:
+        pool = super().get_connection("http+docker://ssh", proxies)  # one key: one pool for every URL
+        if not pool.block:
+            pool.block = True
+            take = pool._get_conn
+            pool._get_conn = lambda timeout=None: take(self.timeout if timeout is None else timeout)
+        return pool
 
 
 # docker-py builds its ssh adapter itself, by this name, and has no other way in for these settings.
@@ -173,8 +188,6 @@ class DockerHost:
             if self.tls:
                 # Else REQUESTS_CA_BUNDLE in the environment replaces the host's CA (psf/requests#3829).
                 client.api.trust_env = False
-            if ssh:
-                _one_ssh_pool(client, wait=self.timeout)
             if version is not None:
                 client.api._version = client.api._retrieve_server_version()
             return client
@@ -195,27 +208,6 @@ class DockerHost:
             if self._client is not None:
                 self._client.close()
                 self._client = None
-
-
-def _one_ssh_pool(client: docker.DockerClient, wait: float) -> None:
-    """One pool of at most SSH_SESSIONS connections per ssh host, which a request waits up to `wait`
-    seconds for.
-
-    docker-py keeps a pool per request URL and opens a connection (an ssh session) whenever its
-    pool has none free. Over one login, sshd refuses sessions past MaxSessions, and a dozen opened
-    at once fail (measured: 10 of 12 concurrent calls)."""
-    adapter = client.api._custom_adapter
-    open_pool = adapter.get_connection
-
-    def get_connection(url: str, proxies: Any = None) -> Any:
-        pool = open_pool("http+docker://ssh", proxies)  # one key: one pool for every URL
-        if not pool.block:
-            pool.block = True
-            take = pool._get_conn
-            pool._get_conn = lambda timeout=None: take(wait if timeout is None else timeout)
-        return pool
-
-    adapter.get_connection = get_connection
 
 
 def _ssh_dropped(client: docker.DockerClient) -> bool:
