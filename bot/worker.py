@@ -161,7 +161,7 @@ class WorkerProcess:
             delay = min(delay * 2, self._backoff[1])
 
     def _watch(self, conn: Connection, process: Any) -> None:
-        """Until the worker exits: note each job it reports finished."""
+        """Until the worker exits: note each job it reports finished, and each live message it posts."""
         while True:
             ready = wait([conn, process.sentinel])
             try:
