@@ -19,7 +19,7 @@ engine-packages: $(STAMP)
 
 # In Slack when tokens are set; otherwise the terminal against DOCKER_HOST, or a private sandbox engine.
 run: $(STAMP) engine-packages
-	$(PY) -m bot.launch $(ARGS)
+	$(PY) -m bot.runtime.launch $(ARGS)
 
 test: $(STAMP) engine-packages
 	$(PY) -m ruff check bot handlers tests bench deploy

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import docker
 
-from bot.config import Settings
-from bot.router import Router
+from bot.core.router import Router
+from bot.core.services import Services, build_services
+from bot.core.settings import Settings
 from bot.sandbox import Sandbox
-from bot.services import Services, build_services
-from bot.terminal import Shell
+from bot.terminal.shell import Shell
 
 
 def clean_environment() -> None:

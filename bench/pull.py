@@ -18,7 +18,7 @@ from typing import Any
 from bench.figures import Figure, median
 from bench.harness import World
 from bench.slackbot import BotProcess, burst, missing_replies, running, wait_until
-from bot.pulling import PULLS
+from bot.engine.pulling import PULLS
 from bot.sandbox import push_image
 from tests.fakes.slack import FakeSlack
 

@@ -6,10 +6,10 @@ import argparse
 import os
 import sys
 
-from bot.botconfig import ConfigError
-from bot.config import Settings
+from bot.core.config_file import ConfigError
+from bot.core.settings import Settings
 from bot.logs import setup_logging
-from bot.startup import load_settings, secrets_of, share_metrics, start_background
+from bot.runtime.startup import load_settings, secrets_of, share_metrics, start_background
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging(level, settings.log_format, secrets_of(settings))
     if args.mode == "serve":
         share_metrics(settings.data_dir / "metrics")  # the worker process counts most of them
-        from bot.serve import serve_slack
+        from bot.runtime.serve import serve_slack
 
         serve_slack(settings, args.host, args.port if args.port is not None else settings.port)
     else:
@@ -35,9 +35,9 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def shell(settings: Settings) -> None:
-    from bot.router import Router
-    from bot.services import build_services
-    from bot.terminal import Shell, TerminalPoster
+    from bot.core.router import Router
+    from bot.core.services import build_services
+    from bot.terminal.shell import Shell, TerminalPoster
 
     try:
         services = build_services(settings)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.commands import Command
+from bot.core.commands import Command
 from handlers import audit, cleanup, hosts, images, inspect, pull, report, rmi, search, tags
 from handlers import help as help_command
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 
-from bot.commands import ArgParser, Command, Reply, Request
-from bot.formatting import format_table, short_id
-from bot.messages import Message, code_blocks, plain
+from bot.core.commands import ArgParser, Command, Reply, Request
+from bot.render.formatting import format_table, short_id
+from bot.render.messages import Message, code_blocks, plain
 
 
 def add_arguments(parser: ArgParser) -> None:

@@ -11,16 +11,16 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from bot import confirmations
-from bot.channels import channel_text, member_hint, parse_channel
-from bot.cleanup import execute_plan, plan_now, run_scheduled_cleanup
-from bot.cleanup_plan import CleanupPlan
-from bot.cleanup_report import folded, preview_message, summary_message
-from bot.commands import ActionRequest, ArgParser, Command, Reply, Request, UsageError, UserError
-from bot.formatting import ellipsis, format_table
-from bot.messages import Message, context, mention, plain, section
-from bot.policy import Policy, resolve_policy
-from bot.scheduler import DEFAULT_TZ, register_runner, running_scheduler
+from bot.core import confirmations
+from bot.core.channels import channel_text, member_hint, parse_channel
+from bot.core.commands import ActionRequest, ArgParser, Command, Reply, Request, UsageError, UserError
+from bot.jobs.cleanup import execute_plan, plan_now, run_scheduled_cleanup
+from bot.jobs.cleanup_plan import CleanupPlan
+from bot.jobs.cleanup_report import folded, preview_message, summary_message
+from bot.jobs.policy import Policy, resolve_policy
+from bot.jobs.scheduler import DEFAULT_TZ, register_runner, running_scheduler
+from bot.render.formatting import ellipsis, format_table
+from bot.render.messages import Message, context, mention, plain, section
 
 ACTIONS = ("preview", "now", "schedule", "list", "cancel", "pause", "resume")
 ADMIN_ONLY = {"now", "schedule", "cancel", "pause", "resume"}

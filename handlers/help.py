@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from bot.access import rank
-from bot.commands import ArgParser, Command, Reply, Request, UserError
-from bot.messages import Message, code_blocks, context, header, section
+from bot.core.access import rank
+from bot.core.commands import ArgParser, Command, Reply, Request, UserError
+from bot.render.messages import Message, code_blocks, context, header, section
 
 
 def add_arguments(parser: ArgParser) -> None:

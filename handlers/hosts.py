@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from bot.commands import ArgParser, Command, Reply, Request
-from bot.hostinfo import hosts_table
-from bot.messages import Message, code_blocks, context, header
+from bot.core.commands import ArgParser, Command, Reply, Request
+from bot.engine.hostinfo import hosts_table
+from bot.render.messages import Message, code_blocks, context, header
 
 
 def add_arguments(parser: ArgParser) -> None:

@@ -14,8 +14,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bot.commands import ActionRequest, ArgParser, Command, Reply, Request, UsageError
-from bot.images import (
+from bot.core.commands import ActionRequest, ArgParser, Command, Reply, Request, UsageError
+from bot.engine.images import (
     SORT_KEYS,
     image_rows,
     images_in_use,
@@ -25,7 +25,7 @@ from bot.images import (
     summary_line,
     table_lines,
 )
-from bot.messages import MAX_SECTION_TEXT, File, Message, actions, button, context, plain, section
+from bot.render.messages import MAX_SECTION_TEXT, File, Message, actions, button, context, plain, section
 
 MORE_ACTION = "images.more"
 PAGE_BUDGET = MAX_SECTION_TEXT - len("``````")  # one code section per page

@@ -1,6 +1,6 @@
 """/docker inspect REF [--json]: a summary card of one image, or the engine's full JSON.
 
-REF is resolved by bot.images (any unique ID prefix, names normalized); an ambiguous prefix
+REF is resolved by bot.engine.images (any unique ID prefix, names normalized); an ambiguous prefix
 lists the candidates instead of the engine's bare "No such image".
 """
 
@@ -12,9 +12,8 @@ from typing import Any
 
 import docker
 
-from bot.commands import ArgParser, Command, Reply, Request
-from bot.formatting import created_since, human_size, short_id
-from bot.images import (
+from bot.core.commands import ArgParser, Command, Reply, Request
+from bot.engine.images import (
     AmbiguousImage,
     ImageIndex,
     NoSuchImage,
@@ -23,7 +22,8 @@ from bot.images import (
     list_images,
     shown,
 )
-from bot.messages import (
+from bot.render.formatting import created_since, human_size, short_id
+from bot.render.messages import (
     MAX_SECTION_TEXT,
     Block,
     File,

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import time
 
-from bot.commands import ActionRequest, ArgParser, Command, Reply, Request, UserError
-from bot.config import Settings
-from bot.confirmations import may_press
-from bot.hosts import CONNECTION_ERRORS, DockerHost, EngineUnavailable, connection_cause
-from bot.live import LiveMessage
-from bot.messages import Message, code_blocks, context, section
-from bot.pulling import PULLS, PullError, PullSnapshot, registry_auth
-from bot.reference import Reference, parse_reference
+from bot.core.commands import ActionRequest, ArgParser, Command, Reply, Request, UserError
+from bot.core.confirmations import may_press
+from bot.core.live import LiveMessage
+from bot.core.settings import Settings
+from bot.engine.hosts import CONNECTION_ERRORS, DockerHost, EngineUnavailable, connection_cause
+from bot.engine.pulling import PULLS, PullError, PullSnapshot, registry_auth
+from bot.engine.reference import Reference, parse_reference
+from bot.render.messages import Message, code_blocks, context, section
 
 LIVE_INTERVAL = 1.0  # Slack: about one chat.update per second per message
 

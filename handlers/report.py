@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from zoneinfo import ZoneInfo
 
-from bot.channels import channel_text, member_hint, parse_channel
-from bot.commands import ArgParser, Command, Reply, Request, UsageError
-from bot.messages import Message, section
-from bot.report import build_report, run_scheduled_report
-from bot.scheduler import DEFAULT_TZ, Schedule, register_runner, running_scheduler
+from bot.core.channels import channel_text, member_hint, parse_channel
+from bot.core.commands import ArgParser, Command, Reply, Request, UsageError
+from bot.jobs.report import build_report, run_scheduled_report
+from bot.jobs.scheduler import DEFAULT_TZ, Schedule, register_runner, running_scheduler
+from bot.render.messages import Message, section
 
 ACTIONS = ("now", "schedule")
 

@@ -13,14 +13,21 @@ from typing import Any
 
 import docker
 
-from bot import confirmations
-from bot.commands import ActionRequest, ArgParser, Command, Reply, Request, UserError
-from bot.diskusage import ImagesUsage, images_usage
-from bot.formatting import human_size, short_id
-from bot.images import AmbiguousImage, ImageIndex, NoSuchImage, container_name, images_in_use, list_images
-from bot.messages import Message, code_blocks, context, header, mention, plain, section, sections
-from bot.reference import InvalidReference, familiar, looks_like_id, parse_reference
-from bot.store import PendingAction
+from bot.core import confirmations
+from bot.core.commands import ActionRequest, ArgParser, Command, Reply, Request, UserError
+from bot.engine.diskusage import ImagesUsage, images_usage
+from bot.engine.images import (
+    AmbiguousImage,
+    ImageIndex,
+    NoSuchImage,
+    container_name,
+    images_in_use,
+    list_images,
+)
+from bot.engine.reference import InvalidReference, familiar, looks_like_id, parse_reference
+from bot.render.formatting import human_size, short_id
+from bot.render.messages import Message, code_blocks, context, header, mention, plain, section, sections
+from bot.state.store import PendingAction
 
 MAX_REFS = 50
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from bot import hub
-from bot.commands import ArgParser, Command, Reply, Request, UserError
-from bot.formatting import ellipsis, format_table, human_count
-from bot.messages import Block, Message, actions, button, code_blocks, context, section
+from bot.core.commands import ArgParser, Command, Reply, Request, UserError
+from bot.engine import hub
+from bot.render.formatting import ellipsis, format_table, human_count
+from bot.render.messages import Block, Message, actions, button, code_blocks, context, section
 
 DEFAULT_LIMIT = 25  # the engine's defaultSearchLimit
 MAX_LIMIT = 100

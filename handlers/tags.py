@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from bot import hub
-from bot.commands import ArgParser, Command, Reply, Request, UserError
-from bot.formatting import created_since, format_table, human_size
-from bot.messages import Message, code_blocks, context
-from bot.reference import DEFAULT_DOMAIN, parse_reference
+from bot.core.commands import ArgParser, Command, Reply, Request, UserError
+from bot.engine import hub
+from bot.engine.reference import DEFAULT_DOMAIN, parse_reference
+from bot.render.formatting import created_since, format_table, human_size
+from bot.render.messages import Message, code_blocks, context
 from handlers.search import pull_buttons
 
 DEFAULT_LIMIT = 10  # Hub's own default page size

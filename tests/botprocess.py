@@ -60,7 +60,7 @@ def start_bot(
 
 
 def worker_pid(bot: BotProcess) -> int | None:
-    """The pid of the bot's worker process (bot.worker), or None while there is none."""
+    """The pid of the bot's worker process (bot.runtime.worker), or None while there is none."""
     for child in Path(f"/proc/{bot.proc.pid}/task").glob("*/children"):
         for pid in child.read_text().split():
             try:

@@ -13,8 +13,8 @@ import io
 from collections.abc import Callable
 from pathlib import Path
 
-from bot.router import Router
-from bot.terminal import Shell, TerminalRef, TerminalReply
+from bot.core.router import Router
+from bot.terminal.shell import Shell, TerminalRef, TerminalReply
 
 # A card's buttons (lower-cased label -> action id, value) and the message they belong to.
 Card = tuple[dict[str, tuple[str, str]], TerminalRef | None]

@@ -24,14 +24,14 @@ for _key in list(os.environ):
 os.environ["NO_PROXY"] = "127.0.0.1,localhost"
 os.environ["DOCKER_HOST"] = "unix:///nonexistent/dockerbot-tests-have-no-engine-yet.sock"
 
-from bot.config import Settings  # noqa: E402
-from bot.dispatch import LocalDispatch  # noqa: E402
-from bot.router import Router  # noqa: E402
+from bot.core.router import Router  # noqa: E402
+from bot.core.services import Services, build_services  # noqa: E402
+from bot.core.settings import Settings  # noqa: E402
 from bot.sandbox import Engine, Sandbox, ensure_packages  # noqa: E402
-from bot.server import HttpServer, Readiness, http_app  # noqa: E402
-from bot.services import Services, build_services  # noqa: E402
-from bot.slack_app import create_app  # noqa: E402
-from bot.slack_client import make_web_client  # noqa: E402
+from bot.slack.app import create_app  # noqa: E402
+from bot.slack.client import make_web_client  # noqa: E402
+from bot.slack.dispatch import LocalDispatch  # noqa: E402
+from bot.slack.http import HttpServer, Readiness, http_app  # noqa: E402
 from tests.chat import ChatBot  # noqa: E402
 from tests.fakes.hub import FakeHub  # noqa: E402
 from tests.fakes.registry import FakeRegistry  # noqa: E402
@@ -153,7 +153,7 @@ def slack_socket(settings: Settings, fake_slack: FakeSlack, services: Services) 
     """The bot connected over Socket Mode to the fake Slack's websocket; yields the fake."""
     from pydantic import SecretStr
 
-    from bot.socket_mode import socket_mode_handler
+    from bot.slack.socket_mode import socket_mode_handler
 
     settings = settings.model_copy(
         update={"slack_api_url": fake_slack.api_url, "slack_app_token": SecretStr(APP_TOKEN)}

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bot.access import Access, AccessPolicy
-from bot.config import Settings
+from bot.core.access import Access, AccessPolicy
+from bot.core.services import Services
+from bot.core.settings import Settings
 from bot.logs import make_handler
 from bot.sandbox import Engine
-from bot.services import Services
 from tests.conftest import BOT_TOKEN, SIGNING_SECRET, SlackHttpBot
 from tests.fakes.slack import FakeSlack
 from tests.fakes.slack_requests import block_actions_body, block_actions_payload, post_signed

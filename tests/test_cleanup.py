@@ -17,23 +17,23 @@ from types import SimpleNamespace
 
 import pytest
 
-from bot import cleanup_run
-from bot.channels import channel_text, member_hint, parse_channel
-from bot.cleanup import run_scheduled_cleanup
-from bot.cleanup_plan import plan_cleanup
-from bot.cleanup_report import summary_message
-from bot.cleanup_run import execute_cleanup
-from bot.commands import UsageError, UserError
-from bot.delivery import Delivery
-from bot.hosts import DockerHost
-from bot.ledger import Ledger
-from bot.messages import MAX_SECTION_TEXT, Message
-from bot.policy import load_policies, parse_policy, resolve_policy
-from bot.render_text import render
-from bot.router import Router
+from bot.core.channels import channel_text, member_hint, parse_channel
+from bot.core.commands import UsageError, UserError
+from bot.core.router import Router
+from bot.core.services import Services
+from bot.engine.hosts import DockerHost
+from bot.engine.ledger import Ledger
+from bot.jobs import cleanup_run
+from bot.jobs.cleanup import run_scheduled_cleanup
+from bot.jobs.cleanup_plan import plan_cleanup
+from bot.jobs.cleanup_report import summary_message
+from bot.jobs.cleanup_run import execute_cleanup
+from bot.jobs.policy import load_policies, parse_policy, resolve_policy
+from bot.jobs.scheduler import Scheduler
+from bot.render.messages import MAX_SECTION_TEXT, Message
+from bot.render.text import render
 from bot.sandbox import Engine
-from bot.scheduler import Scheduler
-from bot.services import Services
+from bot.state.delivery import Delivery
 from tests.chat import ChatBot
 from tests.fakes.images import Spec, load_images
 
@@ -313,7 +313,7 @@ def test_named_policies_from_the_bot_config() -> None:
         resolve_policy("nightly", services)
 
 
-# `--channel` of `cleanup schedule` and `report schedule` (bot/channels.py).
+# `--channel` of `cleanup schedule` and `report schedule` (bot/core/channels.py).
 @pytest.mark.parametrize(
     ("text", "channel"),
     [

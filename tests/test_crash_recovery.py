@@ -9,12 +9,12 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bot.config import Settings
-from bot.delivery import Delivery
-from bot.messages import Message
+from bot.core.services import build_services
+from bot.core.settings import Settings
+from bot.jobs.scheduler import Scheduler
+from bot.render.messages import Message
 from bot.sandbox import Engine
-from bot.scheduler import Scheduler
-from bot.services import build_services
+from bot.state.delivery import Delivery
 from tests.botprocess import start_bot
 from tests.fakes.images import Spec, load_images
 from tests.fakes.slack import FakeSlack

@@ -29,7 +29,7 @@ import jsonschema
 import pytest
 import yaml
 
-from bot.config import Settings, env_key
+from bot.core.settings import Settings, env_key
 from bot.sandbox import Engine
 from tests.chat import ChatBot
 
@@ -49,7 +49,7 @@ SOCKET = "/var/run/docker.sock"
 
 
 def source_files() -> list[Path]:
-    return sorted([*ROOT.glob("bot/*.py"), *ROOT.glob("handlers/*.py")])
+    return sorted([*ROOT.glob("bot/**/*.py"), *ROOT.glob("handlers/*.py")])
 
 
 def default(field: str) -> Any:
@@ -304,7 +304,7 @@ class HealthServer:
 
 @pytest.fixture
 def health_server() -> Iterator[HealthServer]:
-    from bot.server import HttpServer, health_app
+    from bot.slack.http import HttpServer, health_app
 
     server = HttpServer(health_app(lambda: {"engine": True}), "127.0.0.1", 0).start()
     try:
@@ -327,7 +327,7 @@ def run_healthcheck(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 def test_the_http_server_listens_on_ipv6_too() -> None:
     """`serve --host` may be an IPv6 address (`::` for all of them), as it could be with waitress."""
-    from bot.server import HttpServer, health_app
+    from bot.slack.http import HttpServer, health_app
 
     server = HttpServer(health_app(lambda: {"engine": True}), "::1", 0).start()
     try:
@@ -497,11 +497,11 @@ def test_the_bot_works_through_the_proxy(
 ) -> None:
     """Every engine call of the bot's commands, its readiness check, the last-use ledger and the
     build-cache prune go through; the proxy refuses none of them."""
-    from bot.cleanup_plan import plan_cleanup
-    from bot.cleanup_run import execute_cleanup
-    from bot.ledger import Ledger
-    from bot.policy import parse_policy
-    from bot.server import Readiness
+    from bot.engine.ledger import Ledger
+    from bot.jobs.cleanup_plan import plan_cleanup
+    from bot.jobs.cleanup_run import execute_cleanup
+    from bot.jobs.policy import parse_policy
+    from bot.slack.http import Readiness
 
     monkeypatch.setenv("DOCKER_HOST", proxy.url)
     services = chat.shell.router.services
@@ -730,7 +730,7 @@ def test_systemd_unit_is_hardened_and_keeps_the_socket_usable() -> None:
     assert "AF_UNIX" in get["RestrictAddressFamilies"].split(), "the docker socket is AF_UNIX"
     for breaks in ("PrivateNetwork", "PrivateUsers"):  # no Slack; the docker group remapped away
         assert get.get(breaks, "no") == "no", breaks
-    # The worker process lowers its own priority (bot.worker): setpriority is in @resources, which
+    # The worker process lowers its own priority (bot.runtime.worker): setpriority is in @resources, which
     # is denied, so it must be allowed again after that line (later lines edit the set in order).
     filters = [value for key, value in service if key == "SystemCallFilter"]
     denied_at = next(i for i, f in enumerate(filters) if f.startswith("~") and "@resources" in f)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from bot.router import Router
+from bot.core.router import Router
 from bot.sandbox import Engine, Sandbox
 from tests.chat import ChatBot
 from tests.conftest import SlackHttpBot

@@ -13,15 +13,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bot.config import Settings
-from bot.delivery import Delivery
-from bot.hosts import DockerHost
-from bot.messages import Message
-from bot.render_text import render
-from bot.router import Router
+from bot.core.router import Router
+from bot.core.services import Services, build_services
+from bot.core.settings import Settings
+from bot.engine.hosts import DockerHost
+from bot.jobs.scheduler import RUNNERS, Scheduler
+from bot.render.messages import Message
+from bot.render.text import render
 from bot.sandbox import Engine, Sandbox, make_tls
-from bot.scheduler import RUNNERS, Scheduler
-from bot.services import Services, build_services
+from bot.state.delivery import Delivery
 from tests.chat import ChatBot
 
 

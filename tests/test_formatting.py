@@ -1,4 +1,4 @@
-"""Boundary values for bot.formatting.
+"""Boundary values for bot.render.formatting.
 
 Every expected string is what the Go code prints: the go-units v0.5.0 / cli /
 moby functions were compiled with Go 1.19 and run on these inputs. Comments
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.formatting import (
+from bot.render.formatting import (
     created_since,
     display_width,
     ellipsis,

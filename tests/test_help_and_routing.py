@@ -7,11 +7,11 @@ import logging
 
 import pytest
 
-from bot.commands import ArgParser, Command, Reply, Request
-from bot.messages import plain
-from bot.render_text import mrkdwn_to_text
-from bot.router import Router
-from bot.services import Services
+from bot.core.commands import ArgParser, Command, Reply, Request
+from bot.core.router import Router
+from bot.core.services import Services
+from bot.render.messages import plain
+from bot.render.text import mrkdwn_to_text
 from handlers import COMMANDS
 from tests.chat import ChatBot
 

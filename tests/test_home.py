@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bot.config import Settings
+from bot.core.settings import Settings
 from bot.sandbox import Engine
 from tests.fakes.slack import FakeSlack
 from tests.fakes.slack_requests import app_home_opened_payload
@@ -38,10 +38,10 @@ def test_home_tab_with_fifty_hosts(slack_socket: FakeSlack) -> None:
 
 
 def test_home_shows_next_runs_and_the_last_cleanup(services, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from bot.delivery import Delivery
-    from bot.home import home_blocks
-    from bot.messages import Message
-    from bot.scheduler import RUNNERS, Scheduler
+    from bot.jobs.scheduler import RUNNERS, Scheduler
+    from bot.render.messages import Message
+    from bot.slack.home import home_blocks
+    from bot.state.delivery import Delivery
 
     class Quiet:
         def post(self, channel: str, message: Message) -> None:

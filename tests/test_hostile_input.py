@@ -11,10 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.messages import MAX_BLOCKS, MAX_SECTION_TEXT, Message
-from bot.reference import InvalidReference, looks_like_id, parse_reference
-from bot.router import Router
-from bot.services import Services
+from bot.core.router import Router
+from bot.core.services import Services
+from bot.engine.reference import InvalidReference, looks_like_id, parse_reference
+from bot.render.messages import MAX_BLOCKS, MAX_SECTION_TEXT, Message
 
 NASTY = [
     "; rm -rf /",

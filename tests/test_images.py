@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from bot.formatting import human_size
-from bot.images import image_rows, list_images
-from bot.messages import MAX_BLOCKS, MAX_SECTION_TEXT, Message
-from bot.render_text import render
+from bot.engine.images import image_rows, list_images
+from bot.render.formatting import human_size
+from bot.render.messages import MAX_BLOCKS, MAX_SECTION_TEXT, Message
+from bot.render.text import render
 from bot.sandbox import Engine, Sandbox
-from bot.terminal import TerminalRef, TerminalReply
+from bot.terminal.shell import TerminalRef, TerminalReply
 from handlers.images import MORE_ACTION, Listing, ListingStore, paginate
 from tests.chat import ChatBot
 from tests.conftest import SlackHttpBot

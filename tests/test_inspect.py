@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from bot.formatting import human_size
-from bot.images import AmbiguousImage, NoSuchImage, resolve_image
-from bot.services import Services
+from bot.core.services import Services
+from bot.engine.images import AmbiguousImage, NoSuchImage, resolve_image
+from bot.render.formatting import human_size
 from tests.chat import ChatBot
 from tests.conftest import OPENRESTY
 from tests.test_images import build

@@ -9,12 +9,12 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from bot.cleanup_plan import plan_cleanup
-from bot.cleanup_run import execute_cleanup
-from bot.ledger import Ledger
-from bot.policy import parse_policy
+from bot.core.services import Services, build_services
+from bot.engine.ledger import Ledger
+from bot.jobs.cleanup_plan import plan_cleanup
+from bot.jobs.cleanup_run import execute_cleanup
+from bot.jobs.policy import parse_policy
 from bot.sandbox import Engine
-from bot.services import Services, build_services
 from tests.test_cleanup import DAY, Spec, image_id, load_images, present
 
 

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from bot.live import LiveMessage
-from bot.messages import Message, plain
+from bot.core.live import LiveMessage
+from bot.render.messages import Message, plain
 
 INTERVAL = 0.2
 

@@ -196,7 +196,7 @@ def test_socket_mode_as_deployed_acks_and_answers(
 
 
 def test_requests_the_worker_never_finished_are_answered(fake_slack: FakeSlack) -> None:
-    from bot.worker import _tell_interrupted
+    from bot.runtime.worker import _tell_interrupted
 
     lost = [
         ("command", {"text": "images --all", "response_url": fake_slack.response_url("cmd")}),

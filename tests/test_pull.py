@@ -21,14 +21,14 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from bot.config import RegistryCredentials, Settings
-from bot.hosts import DockerHost, HostPool
-from bot.messages import Message
-from bot.pulling import PULLS, PullProgress, registry_auth
-from bot.render_text import render
-from bot.router import Router
+from bot.core.router import Router
+from bot.core.services import Services, build_services
+from bot.core.settings import RegistryCredentials, Settings
+from bot.engine.hosts import DockerHost, HostPool
+from bot.engine.pulling import PULLS, PullProgress, registry_auth
+from bot.render.messages import Message
+from bot.render.text import render
 from bot.sandbox import Engine, Sandbox, push_image
-from bot.services import Services, build_services
 from handlers.pull import LIVE_INTERVAL
 from tests.chat import ChatBot
 from tests.conftest import SlackHttpBot

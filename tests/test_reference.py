@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from bot.reference import InvalidReference, looks_like_id, parse_reference
+from bot.engine.reference import InvalidReference, looks_like_id, parse_reference
 
 CASES_VALID = [
     ("ubuntu", "docker.io/library/ubuntu", None, "ubuntu"),

@@ -16,11 +16,12 @@ from typing import Any
 
 import pytest
 
-from bot.hosts import DockerHost
-from bot.images import list_images
-from bot.ledger import Ledger
-from bot.messages import MAX_BLOCKS, MAX_SECTION_TEXT, Message
-from bot.report import (
+from bot.core.router import Router
+from bot.core.services import Services
+from bot.engine.hosts import DockerHost
+from bot.engine.images import list_images
+from bot.engine.ledger import Ledger
+from bot.jobs.report import (
     IMAGE_COLOR,
     RECLAIM_COLOR,
     USED_COLOR,
@@ -34,10 +35,9 @@ from bot.report import (
     run_scheduled_report,
     system_df,
 )
-from bot.router import Router
+from bot.jobs.scheduler import Scheduler
+from bot.render.messages import MAX_BLOCKS, MAX_SECTION_TEXT, Message
 from bot.sandbox import Engine
-from bot.scheduler import Scheduler
-from bot.services import Services
 from tests.chat import ChatBot
 from tests.conftest import SlackHttpBot
 
@@ -61,7 +61,7 @@ PREFIX = "report-test-"
 
 
 class FakeLedger:
-    """Stands in for bot.ledger.Ledger: only `last_used(host_name, image_id)` is used."""
+    """Stands in for bot.engine.ledger.Ledger: only `last_used(host_name, image_id)` is used."""
 
     def __init__(self, seen: dict[str, float]) -> None:
         self.seen = seen
@@ -351,7 +351,7 @@ def test_unused_for_longest_by_the_ledger(seeded: Engine, services: Services) ->
 
 
 def test_unused_for_longest_with_the_bots_ledger(seeded: Engine, services: Services) -> None:
-    """bot.ledger.Ledger: images it seeded from their Created time were never seen used."""
+    """bot.engine.ledger.Ledger: images it seeded from their Created time were never seen used."""
     now = time.time()
     host = services.hosts.default
     ledger = Ledger(services.store.engine)
@@ -401,7 +401,7 @@ def test_the_chart_of_an_empty_host_still_renders() -> None:
 
 
 def test_matplotlib_is_not_loaded_until_a_chart_is_drawn() -> None:
-    code = "import sys, handlers, bot.report; print('matplotlib' in sys.modules)"
+    code = "import sys, handlers, bot.jobs.report; print('matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

@@ -6,9 +6,9 @@ import dataclasses
 import threading
 import time
 
-from bot.router import Router
+from bot.core.router import Router
+from bot.core.services import Services, build_services
 from bot.sandbox import Engine
-from bot.services import Services, build_services
 from tests.chat import ChatBot
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.config import Settings
+from bot.core.settings import Settings
 from bot.sandbox import Engine
 from tests.conftest import SlackHttpBot
 from tests.fakes.slack_requests import block_actions_body, block_actions_payload, post_signed

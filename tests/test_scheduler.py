@@ -10,15 +10,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import insert
 
-from bot.commands import UserError
-from bot.config import Settings
-from bot.delivery import Delivery
-from bot.hosts import DockerHost
-from bot.messages import Message, plain
-from bot.scheduler import RUNNERS, Scheduler, cron_trigger, runs_table
-from bot.services import Services, build_services
-from bot.slack_client import make_web_client
-from bot.slack_reply import SlackPoster
+from bot.core.commands import UserError
+from bot.core.services import Services, build_services
+from bot.core.settings import Settings
+from bot.engine.hosts import DockerHost
+from bot.jobs.scheduler import RUNNERS, Scheduler, cron_trigger, runs_table
+from bot.render.messages import Message, plain
+from bot.slack.client import make_web_client
+from bot.slack.reply import SlackPoster
+from bot.state.delivery import Delivery
 from tests.fakes.slack import FakeSlack
 
 

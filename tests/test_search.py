@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from bot import hub
-from bot.config import Settings
-from bot.formatting import ellipsis, human_count
-from bot.services import Services
+from bot.core.services import Services
+from bot.core.settings import Settings
+from bot.engine import hub
+from bot.render.formatting import ellipsis, human_count
 from tests.chat import ChatBot
 from tests.conftest import SlackHttpBot
 from tests.fakes.hub import FakeHub, default_dataset, hub_repo

@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 import yaml
 
-from bot.config import Settings
-from bot.hosts import CONNECTION_ERRORS, SSH_SESSIONS, DockerHost, connection_cause
-from bot.router import Router
+from bot.core.router import Router
+from bot.core.services import Services, build_services
+from bot.core.settings import Settings
+from bot.engine.hosts import CONNECTION_ERRORS, SSH_SESSIONS, DockerHost, connection_cause
 from bot.sandbox import Engine, Sandbox
-from bot.services import Services, build_services
 from tests.chat import ChatBot
 from tests.fakes.registry import FakeRegistry
 from tests.fakes.sshd import Sshd, keygen

@@ -6,7 +6,7 @@ import threading
 import time
 from pathlib import Path
 
-from bot.store import GroupAudit, Store, audit_row, database_url
+from bot.state.store import GroupAudit, Store, audit_row, database_url
 
 
 def _store(url: str) -> Store:

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from bot.formatting import created_since, human_size
-from bot.services import Services
+from bot.core.services import Services
+from bot.render.formatting import created_since, human_size
 from tests.chat import ChatBot
 from tests.fakes.hub import FakeHub, default_dataset, hub_repo
 

@@ -8,10 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bot.commands import ActionRequest, Command, Reply, Request
-from bot.messages import Message, actions, button, plain, section
-from bot.router import Router
-from bot.services import Services
+from bot.core.commands import ActionRequest, Command, Reply, Request
+from bot.core.router import Router
+from bot.core.services import Services
+from bot.render.messages import Message, actions, button, plain, section
 from handlers import COMMANDS
 from tests.chat import ChatBot
 

@@ -7,7 +7,7 @@ so the `docker system dial-stdio` that docker-py runs in each session reaches th
 under /etc/ssh or /root/.ssh is written; the only thing made outside root is /run/sshd, the empty
 privilege-separation directory sshd insists on (Debian's unit makes it at boot; made here if missing).
 
-The client side is contained too. bot/hosts.py lets docker-py use paramiko (not the system `ssh`), and
+The client side is contained too. bot/engine/hosts.py lets docker-py use paramiko (not the system `ssh`), and
 paramiko takes the key from `~/.ssh/config` (IdentityFile) and trusts only `~/.ssh/known_hosts`
 (RejectPolicy) — so `sshd.home` is a HOME for the client: `.ssh/config` names the key for 127.0.0.1
 (and a UserKnownHostsFile, for the system ssh), `.ssh/known_hosts` holds this server's host key under

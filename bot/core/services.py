@@ -1,0 +1,58 @@
+"""What every handler may use besides its request: settings, hosts, the command list."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from bot.core import config_file
+from bot.core.access import Access
+from bot.core.settings import Settings
+from bot.engine.hosts import HostPool
+from bot.state.store import Store, database_url
+
+if TYPE_CHECKING:
+    from bot.core.commands import Command
+
+
+@dataclass
+class Services:
+    settings: Settings
+    hosts: HostPool
+    commands: list[Command]
+    store: Store
+    access: Access
+    policies: dict[str, str] = field(default_factory=dict)  # named cleanup policies from the config
+    # Set by the process that runs them (serve/shell); None in a bare Services (some tests).
+    scheduler: Any = None  # bot.jobs.scheduler.Scheduler
+    ledger: Any = None  # bot.engine.ledger.Ledger: when each image was last used
+
+    def command(self, name: str) -> Command | None:
+        for cmd in self.commands:
+            if name == cmd.name or name in cmd.aliases:
+                return cmd
+        return None
+
+    def close(self) -> None:
+        self.hosts.close()
+        self.store.close()
+
+
+def build_services(settings: Settings, commands: list[Command] | None = None) -> Services:
+    """Everything from settings and the YAML config; a bad config raises config_file.ConfigError."""
+    if commands is None:
+        from handlers import COMMANDS
+
+        commands = COMMANDS
+    raw = config_file.load(settings.config)
+    hosts = HostPool(config_file.hosts(raw, settings))
+    access = Access(config_file.access_policy(raw, settings))
+    store = Store(database_url(settings.data_dir, settings.database_url), audit_file=settings.audit_file)
+    return Services(
+        settings=settings,
+        hosts=hosts,
+        commands=commands,
+        store=store,
+        access=access,
+        policies=config_file.policies(raw),
+    )

@@ -1,0 +1,85 @@
+"""Settings from the environment. The bot's own keys start with DOCKERBOT_;
+Slack's and Docker's keep their usual names (SLACK_BOT_TOKEN, DOCKER_HOST, ...)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class RegistryCredentials(BaseModel):
+    username: str
+    password: SecretStr
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DOCKERBOT_", extra="ignore", frozen=True)
+
+    data_dir: Path = Path("data")
+    database_url: str | None = None
+    hub_url: str = "https://hub.docker.com"
+    hub_timeout: float = Field(10.0, gt=0)
+    workers: int = Field(32, ge=1, le=1024)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    docker_timeout: float = Field(60.0, gt=0)
+    host_timeout: float = Field(20.0, gt=0)  # per host, when a command runs on several at once
+    fleet_run_timeout: float = Field(3600.0, gt=0)  # per host, for a scheduled run on several hosts
+    pull_inactivity_timeout: float = Field(120.0, gt=0)
+    confirm_ttl: int = Field(600, ge=10)
+    # The YAML config: hosts, access, named policies (see bot/core/config_file.py).
+    config: Path | None = None
+    # Shortcuts for the simple case: Slack IDs (users U…, user groups S…, channels C…).
+    admins: Annotated[tuple[str, ...], NoDecode] = ()
+    operators: Annotated[tuple[str, ...], NoDecode] = ()
+    channels: Annotated[tuple[str, ...], NoDecode] = ()  # answer only in these channels
+    # Audit entries also go to this file as JSON lines ("-" for stdout), for log shippers.
+    audit_file: Path | None = None
+    # {"registry.example.com:5000": {"username": "...", "password": "..."}} as JSON.
+    registry_auth: dict[str, RegistryCredentials] = {}
+    port: int = Field(3000, ge=0, le=65535)
+    health_port: int = Field(8080, ge=0, le=65535)
+    max_body_bytes: int = Field(1_000_000, ge=1024)
+
+    slack_bot_token: SecretStr | None = Field(None, validation_alias=AliasChoices("SLACK_BOT_TOKEN"))
+    slack_app_token: SecretStr | None = Field(None, validation_alias=AliasChoices("SLACK_APP_TOKEN"))
+    slack_signing_secret: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("SLACK_SIGNING_SECRET")
+    )
+    slack_api_url: str | None = Field(None, validation_alias=AliasChoices("SLACK_API_URL"))
+
+    @field_validator("admins", "operators", "channels", mode="before")
+    @classmethod
+    def _split_ids(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("hub_url", "slack_api_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+
+def env_key(field_name: str) -> str:
+    """The environment variable a settings field is read from."""
+    info = Settings.model_fields[field_name]
+    alias = info.validation_alias
+    if isinstance(alias, AliasChoices):
+        return str(alias.choices[0])
+    return f"DOCKERBOT_{field_name.upper()}"
+
+
+def describe_error(error: ValidationError) -> str:
+    """'DOCKERBOT_WORKERS: Input should be ...' lines, naming the environment keys."""
+    lines = []
+    for item in error.errors():
+        name = str(item["loc"][0]) if item["loc"] else "?"
+        key = env_key(name) if name in Settings.model_fields else name
+        lines.append(f"{key}: {item['msg']}")
+    return "\n".join(lines)

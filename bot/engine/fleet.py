@@ -1,0 +1,97 @@
+"""Running one thing on many hosts at once: in parallel, each with a deadline, so one slow or
+dead host is reported as such and never holds the others past the timeout."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from bot.engine.hosts import DockerHost
+from bot.render.messages import File, Message, code_blocks, context, header, section
+from bot.render.text import render
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class HostResult(Generic[T]):
+    host: str
+    value: T | None = None
+    error: BaseException | None = None
+    timed_out: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and not self.timed_out
+
+
+def fan_out(hosts: list[DockerHost], work: Callable[[DockerHost], T], timeout: float) -> list[HostResult[T]]:
+    """`work(host)` on every host in parallel; results in the hosts' order."""
+    pool = ThreadPoolExecutor(max_workers=min(32, len(hosts)) or 1, thread_name_prefix="fleet")
+    futures = [pool.submit(work, host) for host in hosts]
+    done, _ = wait(futures, timeout=timeout)
+    # A host still working is left to finish on its own thread; nobody waits for it any more.
+    pool.shutdown(wait=False, cancel_futures=True)
+    results: list[HostResult[T]] = []
+    for host, future in zip(hosts, futures, strict=True):
+        if future not in done:
+            results.append(HostResult(host.name, timed_out=True))
+        elif future.exception() is not None:
+            results.append(HostResult(host.name, error=future.exception()))
+        else:
+            results.append(HostResult(host.name, value=future.result()))
+    return results
+
+
+class CapturingReply:
+    """A Reply that keeps each message's latest state, for combining hosts into one message."""
+
+    def __init__(self) -> None:
+        self.messages: dict[int, Message] = {}
+
+    def send(self, message: Message, *, live: bool = False) -> int:
+        ref = len(self.messages)
+        self.messages[ref] = message
+        return ref
+
+    def update(self, ref: int, message: Message, *, final: bool = False) -> None:  # type: ignore[override]
+        self.messages[ref] = message
+
+    def private(self, message: Message) -> None:
+        self.send(message)
+
+
+def fleet_message(
+    title: str, results: list[HostResult[list[Message]]], describe: Callable[[HostResult], str]
+) -> Message:
+    """One message for many hosts, hostname first. When the hosts' own messages do not fit one
+    Slack message, each host gets a line and the full text comes as a file."""
+    failed = [r for r in results if not r.ok]
+    summary = f"{title}: {len(results) - len(failed)} of {len(results)} hosts answered"
+    blocks = [header(title)]
+    for result in results:
+        if result.ok:
+            blocks.append(context(f"*{result.host}*"))
+            blocks += [
+                b for m in result.value or [] for b in m.blocks if b.get("type") not in ("actions", "header")
+            ]
+        else:
+            blocks.append(section(f":x: *{result.host}* — {describe(result)}"))
+    if len(blocks) <= 48:
+        return Message(text=summary, blocks=[*blocks, context(summary)], in_channel=True)
+    lines = [
+        f"{r.host}: " + ((r.value[-1].text if r.value else "no output") if r.ok else describe(r))
+        for r in results
+    ]
+    full = "\n\n".join(
+        f"== {r.host} ==\n" + ("\n\n".join(render(m) for m in r.value or []) if r.ok else describe(r))
+        for r in results
+    )
+    return Message(
+        text=summary,
+        blocks=[header(title), *code_blocks("\n".join(lines))[:45], context(summary)],
+        in_channel=True,
+        files=[File(name="fleet.txt", content=full, title=title)],
+    )

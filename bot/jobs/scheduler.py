@@ -1,0 +1,436 @@
+"""Standing instructions: cron schedules for cleanup and reports (APScheduler 3).
+
+Schedules live in the bot's database: our `schedules` table says what to run and where to
+post; APScheduler's SQLAlchemy job store says when. Jobs are stored by reference to the
+module-level `run_schedule(schedule_id)`, so they survive restarts. In `job_defaults`:
+coalesce (a host that was down at 03:00 runs once when it is back, never several times),
+one instance at a time, and a generous misfire grace time; a run missed beyond it, a failed
+run and a run interrupted by a restart are reported to the schedule's channel.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+from sqlalchemy import JSON, Boolean, Column, Float, Integer, String, Table, Text, insert, select, update
+
+from bot import metrics
+from bot.core.commands import UserError
+from bot.engine.fleet import fan_out
+from bot.render.formatting import format_table, human_size
+from bot.render.messages import File, Message, code_blocks, context, header, plain, section
+from bot.render.text import render
+from bot.state.store import metadata
+
+if TYPE_CHECKING:
+    from bot.core.services import Services
+    from bot.engine.hosts import DockerHost
+    from bot.state.delivery import Delivery
+
+log = logging.getLogger("dockerbot.scheduler")
+
+MISFIRE_GRACE_SECONDS = 6 * 3600
+DEFAULT_TZ = "UTC"  # of a schedule's cron line, when `--tz` does not say
+
+schedules_table = Table(
+    "schedules",
+    metadata,
+    Column("id", String(16), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("cron", String(128), nullable=False),
+    Column("timezone", String(64), nullable=False),
+    Column("channel", String(64), nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("params", JSON, nullable=False),
+    Column("created_by", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("paused", Boolean, nullable=False, default=False),
+    Column("cancelled", Boolean, nullable=False, default=False),
+)
+
+runs_table = Table(
+    "schedule_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("schedule_id", String(16), nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("finished_at", Float),
+    Column("state", String(16), nullable=False),  # running, done, failed, interrupted
+    Column("kind", String(32)),
+    Column("summary", Text),  # the posted summary's text, for the App Home tab
+)
+
+# What a schedule of each kind runs, per host; registered by the handler modules at import.
+Runner = Callable[["Services", "DockerHost", dict[str, Any]], Message]
+RUNNERS: dict[str, Runner] = {}
+
+
+def register_runner(kind: str, runner: Runner) -> None:
+    RUNNERS[kind] = runner
+
+
+def running_scheduler(services: Any) -> Scheduler:
+    """The process's scheduler; a clear refusal where none runs (a bare shell, some tests)."""
+    if services.scheduler is None:
+        raise UserError("Scheduling is not running in this process.")
+    return services.scheduler
+
+
+@dataclass(frozen=True)
+class Schedule:
+    id: str
+    kind: str
+    cron: str
+    timezone: str
+    channel: str
+    host: str
+    params: dict[str, Any]
+    created_by: str
+    paused: bool
+    next_run: datetime | None
+
+
+# --------------------------------------------------------------------------------------------- cron
+
+_DAYS = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
+
+
+def _cron_days(field: str) -> set[int]:
+    """Standard crontab day-of-week (0 or 7 = Sunday, names allowed) as a set of 0..6."""
+    days: set[int] = set()
+    for part in field.lower().split(","):
+        base, _, step_text = part.partition("/")
+        step = int(step_text) if step_text else 1
+        if step < 1:
+            raise ValueError("step must be positive")
+        if base == "*":
+            lo, hi = 0, 6
+        else:
+            lo_text, _, hi_text = base.partition("-")
+            lo = _DAYS.index(lo_text[:3]) if lo_text[:3] in _DAYS else int(lo_text)
+            hi = (_DAYS.index(hi_text[:3]) if hi_text[:3] in _DAYS else int(hi_text)) if hi_text else lo
+            if step_text and not hi_text:
+                hi = 6
+        if not (0 <= lo <= 7 and 0 <= hi <= 7 and lo <= hi):
+            raise ValueError(f"day of week {part!r} out of range")
+        days.update(d % 7 for d in range(lo, hi + 1, step))
+    return days
+
+
+def cron_trigger(expr: str, tz: str) -> CronTrigger:
+    """A crontab line as crontab means it. APScheduler 3 numbers weekdays from Monday = 0
+    (its issue #286), so the day-of-week field is translated to names first."""
+    try:
+        zone = ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise UserError(f"Unknown time zone `{tz}`. Use a name like `Europe/Berlin` or `UTC`.") from None
+    fields = expr.split()
+    if len(fields) != 5:
+        raise UserError(
+            f"`{expr}` is not a cron expression: it needs 5 fields (minute hour day month weekday)."
+        )
+    minute, hour, day, month, dow = fields
+    try:
+        names = ",".join(_DAYS[d] for d in sorted(_cron_days(dow))) if dow != "*" else "*"
+        return CronTrigger(minute=minute, hour=hour, day=day, month=month, day_of_week=names, timezone=zone)
+    except ValueError as error:
+        raise UserError(f"`{expr}` is not a valid cron expression: {error}.") from None
+
+
+# --------------------------------------------------------------------------------------------- the job
+
+_active: Scheduler | None = None  # the running scheduler of this process, for run_schedule
+
+
+def run_schedule(schedule_id: str) -> None:
+    """The job function APScheduler stores by reference: run one schedule on its host, post the result."""
+    scheduler = _active
+    if scheduler is None:
+        log.error("schedule %s fired with no scheduler running", schedule_id)
+        return
+    scheduler.run(schedule_id)
+
+
+class Scheduler:
+    def __init__(self, services: Services, delivery: Delivery) -> None:
+        self.services = services
+        self.delivery = delivery
+        self.engine = services.store.engine
+        metadata.create_all(self.engine, tables=[schedules_table, runs_table])
+        self.aps = BackgroundScheduler(
+            jobstores={"default": SQLAlchemyJobStore(engine=self.engine, tablename="apscheduler_jobs")},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": MISFIRE_GRACE_SECONDS},
+            timezone=UTC,
+        )
+        self.aps.add_listener(self._on_missed, EVENT_JOB_MISSED)
+        self.aps.add_listener(self._on_error, EVENT_JOB_ERROR)
+        self._lock = threading.Lock()
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    def start(self, paused: bool = False) -> None:
+        global _active
+        _active = self
+        self._report_interrupted_runs()
+        self.aps.start(paused=paused)
+
+    def shutdown(self, wait: bool = True) -> None:
+        global _active
+        if self.aps.running:
+            self.aps.shutdown(wait=wait)
+        if _active is self:
+            _active = None
+
+    # --- the API handlers use ------------------------------------------------------------------
+    def add(
+        self,
+        kind: str,
+        cron: str,
+        *,
+        timezone: str,
+        channel: str,
+        host: str,
+        params: dict[str, Any],
+        created_by: str,
+    ) -> Schedule:
+        if kind not in RUNNERS:
+            raise UserError(f"Nothing can be scheduled as `{kind}`.")
+        trigger = cron_trigger(cron, timezone)
+        self.services.hosts.select(host)  # an unknown host fails here, not at 03:00
+        schedule_id = secrets.token_hex(3)
+        row = {
+            "id": schedule_id,
+            "kind": kind,
+            "cron": cron,
+            "timezone": timezone,
+            "channel": channel,
+            "host": host,
+            "params": params,
+            "created_by": created_by,
+            "created_at": time.time(),
+            "paused": False,
+            "cancelled": False,
+        }
+        with self.engine.begin() as conn:
+            conn.execute(insert(schedules_table).values(**row))
+        self.aps.add_job(
+            run_schedule, trigger, args=[schedule_id], id=schedule_id, name=f"{kind} {schedule_id}"
+        )
+        return self.get(schedule_id)
+
+    def get(self, schedule_id: str) -> Schedule:
+        with self.engine.connect() as conn:
+            row = (
+                conn.execute(
+                    select(schedules_table)
+                    .where(schedules_table.c.id == schedule_id)
+                    .where(schedules_table.c.cancelled.is_(False))
+                )
+                .mappings()
+                .first()
+            )
+        if row is None:
+            raise UserError(f"There is no schedule `{schedule_id}`. `list` shows them.")
+        return self._schedule(row)
+
+    def list(self, kind: str | None = None) -> list[Schedule]:
+        query = select(schedules_table).where(schedules_table.c.cancelled.is_(False))
+        if kind:
+            query = query.where(schedules_table.c.kind == kind)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(schedules_table.c.created_at)).mappings().all()
+        return [self._schedule(r) for r in rows]
+
+    def cancel(self, schedule_id: str) -> Schedule:
+        schedule = self.get(schedule_id)
+        self._set(schedule_id, cancelled=True)
+        with contextlib.suppress(JobLookupError):
+            self.aps.remove_job(schedule_id)
+        return schedule
+
+    def pause(self, schedule_id: str) -> Schedule:
+        self.get(schedule_id)
+        self._set(schedule_id, paused=True)
+        self.aps.pause_job(schedule_id)
+        return self.get(schedule_id)
+
+    def resume(self, schedule_id: str) -> Schedule:
+        self.get(schedule_id)
+        self._set(schedule_id, paused=False)
+        self.aps.resume_job(schedule_id)
+        return self.get(schedule_id)
+
+    # --- running -------------------------------------------------------------------------------
+    def run(self, schedule_id: str) -> None:
+        try:
+            schedule = self.get(schedule_id)
+        except UserError:
+            log.warning("schedule %s fired but no longer exists", schedule_id)
+            return
+        runner = RUNNERS.get(schedule.kind)
+        hosts = self.services.hosts.select(schedule.host)
+        run_id = self._run_started(schedule)
+        state = "done"
+        try:
+            if runner is None:
+                raise RuntimeError(f"no runner for {schedule.kind}")
+            if len(hosts) == 1 and schedule.host != "all":
+                message = runner(self.services, hosts[0], schedule.params)
+            else:
+                message = self._fleet_run(schedule, runner, hosts)
+        except Exception as error:
+            log.exception("scheduled %s %s failed", schedule.kind, schedule.id)
+            metrics.SCHEDULER_FAILURES.labels(schedule.kind).inc()
+            state = "failed"
+            message = plain(
+                f"The scheduled {schedule.kind} `{schedule.id}` on {schedule.host} failed: {error}"
+            )
+        self._run_finished(run_id, state, message.text)
+        self.delivery.deliver(schedule.channel, self._with_next_run(message, schedule_id))
+
+    def _fleet_run(self, schedule: Schedule, runner: Runner, hosts: list[DockerHost]) -> Message:
+        """One summary for the fleet: a row per host, hostname first, then the total."""
+        timeout = self.services.settings.fleet_run_timeout
+        results = fan_out(hosts, lambda host: runner(self.services, host, schedule.params), timeout)
+        rows, total, failed = [], 0, 0
+        for result in results:
+            if result.ok and result.value is not None:
+                total += int(result.value.facts.get("reclaimed", 0))
+                rows.append([result.host, "ok", result.value.text])
+            else:
+                failed += 1
+                why = f"no result within {timeout:g} s" if result.timed_out else f"failed: {result.error}"
+                rows.append([result.host, "FAILED", why])
+        title = f"Scheduled {schedule.kind} on {len(hosts)} hosts: {len(hosts) - failed} ok, {failed} failed"
+        table = format_table(["HOST", "RESULT", "SUMMARY"], rows)
+        details = "\n\n".join(
+            f"== {r.host} ==\n{render(r.value) if r.ok and r.value else rows[i][2]}"
+            for i, r in enumerate(results)
+        )
+        blocks = [header(title), *code_blocks(table)[:40]]
+        if schedule.kind == "cleanup":
+            blocks.append(section(f"Total reclaimed space: {human_size(total, 4)}"))
+        return Message(
+            text=title,
+            blocks=blocks,
+            in_channel=True,
+            files=[File(name=f"{schedule.kind}-{schedule.id}.txt", content=details, title=title)],
+            facts={"reclaimed": total, "failed": failed},
+        )
+
+    def _with_next_run(self, message: Message, schedule_id: str) -> Message:
+        nxt = self.get(schedule_id).next_run
+        note = f"Schedule `{schedule_id}` · next run {_when(nxt)}" if nxt else f"Schedule `{schedule_id}`"
+        blocks = [*message.blocks[:49], context(note)] if message.blocks else []
+        return Message(
+            text=message.text, blocks=blocks, in_channel=True, files=message.files, facts=message.facts
+        )
+
+    def _on_missed(self, event: JobExecutionEvent) -> None:
+        metrics.SCHEDULER_FAILURES.labels("missed").inc()
+        self._notify(event.job_id, f"missed its run at {_when(event.scheduled_run_time)} (the bot was down)")
+
+    def _on_error(self, event: JobExecutionEvent) -> None:
+        self._notify(event.job_id, f"failed at {_when(event.scheduled_run_time)}: {event.exception}")
+
+    def _notify(self, schedule_id: str, what: str) -> None:
+        try:
+            schedule = self.get(schedule_id)
+        except UserError:
+            return
+        self.delivery.deliver(
+            schedule.channel,
+            plain(f"The scheduled {schedule.kind} `{schedule.id}` on {schedule.host} {what}."),
+        )
+
+    def _report_interrupted_runs(self) -> None:
+        """Runs still marked running belong to a process that died (SIGKILL, power loss): say so once."""
+        with self.engine.begin() as conn:
+            rows = conn.execute(select(runs_table).where(runs_table.c.state == "running")).mappings().all()
+            conn.execute(
+                update(runs_table).where(runs_table.c.state == "running").values(state="interrupted")
+            )
+        for row in rows:
+            self._notify(
+                row["schedule_id"],
+                f"was interrupted: the run started at {_when_ts(row['started_at'])} did not finish",
+            )
+
+    def _run_started(self, schedule: Schedule) -> int:
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                insert(runs_table).values(
+                    schedule_id=schedule.id,
+                    host=schedule.host,
+                    started_at=time.time(),
+                    state="running",
+                    kind=schedule.kind,
+                )
+            )
+        return int(result.inserted_primary_key[0])
+
+    def _run_finished(self, run_id: int, state: str, summary: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(runs_table)
+                .where(runs_table.c.id == run_id)
+                .values(state=state, finished_at=time.time(), summary=summary)
+            )
+
+    def last_run(self, kind: str) -> dict[str, Any] | None:
+        """The latest finished run of a kind: when, on which schedule and host, and what it said."""
+        with self.engine.connect() as conn:
+            row = (
+                conn.execute(
+                    select(runs_table)
+                    .where(runs_table.c.kind == kind)
+                    .where(runs_table.c.finished_at.is_not(None))
+                    .order_by(runs_table.c.finished_at.desc())
+                    .limit(1)
+                )
+                .mappings()
+                .first()
+            )
+        return dict(row) if row else None
+
+    # --- helpers -------------------------------------------------------------------------------
+    def _set(self, schedule_id: str, **values: Any) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(schedules_table).where(schedules_table.c.id == schedule_id).values(**values))
+
+    def _schedule(self, row: Any) -> Schedule:
+        job = self.aps.get_job(row["id"])
+        return Schedule(
+            id=row["id"],
+            kind=row["kind"],
+            cron=row["cron"],
+            timezone=row["timezone"],
+            channel=row["channel"],
+            host=row["host"],
+            params=row["params"],
+            created_by=row["created_by"],
+            paused=row["paused"],
+            next_run=job.next_run_time if job is not None else None,
+        )
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if moment else "never"
+
+
+def _when_ts(ts: float) -> str:
+    return _when(datetime.fromtimestamp(ts, tz=UTC))

@@ -1,0 +1,65 @@
+"""`python -m bot serve`: Slack's requests are received and acknowledged in this process, and the
+commands run in a worker process (see bot.runtime.worker for why), until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import threading
+from typing import Any
+
+from bot.core import config_file
+from bot.core.settings import Settings
+from bot.engine.hosts import HostPool
+
+
+def serve_slack(settings: Settings, host: str, port: int) -> None:
+    from bot.runtime.worker import WorkerFailed, WorkerProcess
+    from bot.slack.app import create_app
+    from bot.slack.client import make_web_client
+    from bot.slack.http import HttpServer, Readiness, health_app, http_app
+    from bot.slack.socket_mode import socket_mode_handler
+
+    if not settings.slack_bot_token:
+        sys.exit("Configuration error:\nSLACK_BOT_TOKEN: required to serve Slack")
+    if not settings.slack_app_token and not settings.slack_signing_secret:
+        sys.exit("Configuration error:\nSLACK_SIGNING_SECRET: required in HTTP mode")
+    try:  # checked here too, so a bad file is reported before anything starts
+        engine_host = HostPool(config_file.hosts(config_file.load(settings.config), settings)).default
+    except config_file.ConfigError as error:
+        sys.exit(f"Configuration error:\n{error}")
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    worker = WorkerProcess(make_web_client(settings))
+    try:
+        worker.start()
+    except WorkerFailed as error:
+        sys.exit(str(error))
+    app = create_app(settings, worker)
+    if settings.slack_app_token:
+        handler = socket_mode_handler(app, settings.slack_app_token.get_secret_value())
+        handler.connect()
+        ready = Readiness(engine_host, slack=handler.client.is_connected, worker=worker.alive)
+        server = HttpServer(health_app(ready), host, settings.health_port)
+        print(f"dockerbot: Socket Mode; health on {host}:{server.port}", flush=True)
+    else:
+        handler = None
+        ready = Readiness(engine_host, worker=worker.alive)
+        server = HttpServer(http_app(app, ready, settings.max_body_bytes), host, port)
+        print(f"dockerbot: HTTP on {host}:{server.port}/slack/events", flush=True)
+    server.start()
+    stop.wait()
+    shut_down(server, handler, worker)
+
+
+def shut_down(server: Any, handler: Any, worker: Any) -> None:
+    """Stop taking requests; the worker ends running pulls with a message that says so and lets
+    the rest of its work finish."""
+    print("dockerbot: shutting down", flush=True)
+    if handler is not None:
+        with contextlib.suppress(Exception):  # slack-sdk 3.47's close race (slack-platform.md §3.7)
+            handler.close()
+    server.close()
+    worker.stop()

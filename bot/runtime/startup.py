@@ -1,0 +1,52 @@
+"""What every way of running the bot does first: settings, secrets to redact, standing work."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pydantic import ValidationError
+
+from bot.core.settings import Settings, describe_error
+
+if TYPE_CHECKING:
+    from bot.core.services import Services
+    from bot.state.delivery import Poster
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as error:
+        sys.exit(f"Configuration error:\n{describe_error(error)}")
+
+
+def secrets_of(settings: Settings) -> tuple[str, ...]:
+    values = (settings.slack_bot_token, settings.slack_app_token, settings.slack_signing_secret)
+    return tuple(v.get_secret_value() for v in values if v)
+
+
+def share_metrics(directory: Path) -> None:
+    """Metrics from every process of the bot, summed at /metrics (prometheus-client's multiprocess
+    mode). It reads this variable once, on import: call before anything imports bot.metrics."""
+    if "prometheus_client" in sys.modules:
+        raise RuntimeError("share_metrics must run before prometheus_client is imported")
+    shutil.rmtree(directory, ignore_errors=True)  # counts of an earlier run would be added in
+    directory.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+
+
+def start_background(services: Services, poster: Poster) -> None:
+    """This process's standing work: the scheduler, and the last-use ledger following each engine."""
+    from bot.engine.ledger import Ledger
+    from bot.jobs.scheduler import Scheduler
+    from bot.state.delivery import Delivery
+
+    services.ledger = Ledger(services.store.engine)
+    services.ledger.start_watching(services.hosts)
+    scheduler = Scheduler(services, Delivery(services.store.engine, poster))
+    services.scheduler = scheduler
+    scheduler.start()

@@ -1,0 +1,418 @@
+"""The served bot runs in two processes: this one talks to Slack, a worker process runs the commands.
+
+Slack wants every request acknowledged within 3 s, and we aim for 100 ms at p99. In one Python
+process the ack would queue for the GIL behind dozens of worker threads rendering tables, parsing
+a pull's progress and running a cleanup; measured, that put p99 near 300 ms. So the process that
+receives, verifies and acknowledges requests does nothing else: it forwards each acknowledged
+request over a pipe to the worker process, which has its own GIL, the thread pool, the scheduler
+and the last-use ledger, and answers Slack itself.
+
+The worker is supervised: it dies with this process (PR_SET_PDEATHSIG), is restarted with backoff
+if it ends unexpectedly, and on shutdown finishes its replies before this process exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import functools
+import itertools
+import logging
+import multiprocessing
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from multiprocessing.connection import Connection, wait
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from slack_sdk import WebClient
+
+log = logging.getLogger("dockerbot.worker")
+
+_STOP = ("stop",)
+_BATCH = 256  # requests forwarded in one message at most
+_DONE_EVERY = 0.05  # seconds: the worker reports finished jobs in batches, at most this often
+WORKER_NICENESS = 10
+_PR_SET_PDEATHSIG = 1
+
+
+class WorkerFailed(Exception):
+    """The worker could not start (its message says why, e.g. a configuration error)."""
+
+
+class WorkerProcess:
+    """The front process's handle on the worker: a `Dispatch` that forwards over a pipe.
+
+    Forwarding never blocks the ack: requests go into an in-memory queue, and one thread sends
+    them on, holding them while a restarted worker comes up."""
+
+    def __init__(
+        self, slack: WebClient | None = None, *, restart_backoff: tuple[float, float] = (1.0, 30.0)
+    ) -> None:
+        self._slack = slack  # to mark the messages of jobs a dead worker left (see `_mark_interrupted`)
+        self._context = multiprocessing.get_context("spawn")  # no forked locks from our threads
+        self._outbox: queue.Queue[tuple[Any, ...] | None] = queue.Queue()
+        self._backoff = restart_backoff
+        self._lock = threading.Condition()
+        self._conn: Connection | None = None  # the live worker's pipe, once it said it is ready
+        self._process: Any = None
+        self._stopping = threading.Event()
+        self._started = threading.Event()
+        self._failure: str | None = None
+        # Commands and button presses sent to the worker and not finished there yet, by job number:
+        # if the worker dies, their users are told (see `_tell_interrupted`). Those still queued
+        # here go to the next worker instead.
+        self._jobs = itertools.count(1)
+        self._in_flight: dict[int, tuple[str, dict[str, Any]]] = {}
+        # Messages those jobs posted to update as they go (channel, ts): marked if the worker dies.
+        self._live: dict[int, list[tuple[str, str]]] = {}
+        self._in_flight_lock = threading.Lock()
+        self._supervisor = threading.Thread(target=self._supervise, name="worker-supervisor", daemon=True)
+
+    # --- Dispatch ----------------------------------------------------------------------------------
+    def command(self, body: dict[str, Any]) -> None:
+        self._send("command", body)
+
+    def button(self, body: dict[str, Any]) -> None:
+        self._send("button", body)
+
+    def home_opened(self, user: str) -> None:
+        self._outbox.put(("home_opened", 0, user))  # job 0: nobody waits for an answer
+
+    def _send(self, kind: str, body: dict[str, Any]) -> None:
+        self._outbox.put((kind, next(self._jobs), body))
+
+    # --- life --------------------------------------------------------------------------------------
+    def start(self, timeout: float = 120) -> None:
+        """Start the worker and wait until it is ready; WorkerFailed if it could not start."""
+        # The supervisor spawns every worker: PR_SET_PDEATHSIG follows the spawning *thread*.
+        self._supervisor.start()
+        threading.Thread(target=self._forward, name="worker-forward", daemon=True).start()
+        if not self._started.wait(timeout):
+            raise WorkerFailed(f"the worker process did not start within {timeout:g} s")
+        if self._failure is not None:
+            raise WorkerFailed(self._failure)
+
+    def alive(self) -> bool:
+        return self._conn is not None
+
+    def stop(self, timeout: float = 25) -> None:
+        """Let the worker finish what it was sent (running pulls end with a message), then end it."""
+        self._stopping.set()
+        self._outbox.put(_STOP)
+        process = self._process
+        if process is None:
+            return
+        process.join(timeout)
+        if process.exitcode is None:
+            log.warning("the worker did not stop within %g s; killing it", timeout)
+            process.kill()
+            process.join(5)
+        self._supervisor.join(5)  # it tells the users of requests the worker did not get to
+        self._outbox.put(None)
+
+    # --- threads -----------------------------------------------------------------------------------
+    def _supervise(self) -> None:
+        delay = self._backoff[0]
+        while not self._stopping.is_set():
+            parent_end, child_end = self._context.Pipe()
+            process = self._context.Process(target=run_worker, args=(child_end,), name="dockerbot-worker")
+            process.start()
+            child_end.close()
+            self._process = process
+            message = _first_message(parent_end, process)
+            if message and message[0] == "ready":
+                with self._lock:
+                    self._conn = parent_end
+                    self._lock.notify_all()
+                self._started.set()
+                delay = self._backoff[0]
+            elif not self._started.is_set():  # the first start failed: the bot cannot serve
+                self._failure = message[1] if message else f"the worker exited with code {process.exitcode}"
+                self._started.set()
+                return
+            self._watch(parent_end, process)
+            with self._lock:
+                self._conn = None
+            parent_end.close()
+            with self._in_flight_lock:
+                lost, self._in_flight = list(self._in_flight.values()), {}
+                live, self._live = [ref for refs in self._live.values() for ref in refs], {}
+            if lost:
+                notice = threading.Thread(
+                    target=self._tell, args=(lost, live, self._stopping.is_set()), name="worker-lost"
+                )
+                notice.start()  # not a daemon: the notices go out even if this process is ending
+            if self._stopping.is_set():
+                return
+            log.error(
+                "the worker process ended unexpectedly (exit code %s, %d requests unfinished); "
+                "restarting it in %g s",
+                process.exitcode,
+                len(lost),
+                delay,
+            )
+            self._stopping.wait(delay)
+            delay = min(delay * 2, self._backoff[1])
+
+    def _watch(self, conn: Connection, process: Any) -> None:
+        """Until the worker exits: note each job it reports finished, and each live message it posts."""
+        while True:
+            ready = wait([conn, process.sentinel])
+            try:
+                while conn.poll():  # all it said, also what it said just before it went
+                    kind, *said = conn.recv()
+                    with self._in_flight_lock:
+                        if kind == "done":
+                            for job in said[0]:
+                                self._in_flight.pop(job, None)
+                                self._live.pop(job, None)
+                        elif kind == "live" and said[0] in self._in_flight:
+                            self._live.setdefault(said[0], []).append((said[1], said[2]))
+            except (EOFError, OSError):
+                pass  # its end of the pipe closed: it is gone
+            else:
+                if process.sentinel not in ready:
+                    continue
+            process.join()
+            return
+
+    def _tell(
+        self, lost: list[tuple[str, dict[str, Any]]], live: list[tuple[str, str]], shutdown: bool
+    ) -> None:
+        _tell_interrupted(lost, shutdown)
+        if live and self._slack is not None:
+            _mark_interrupted(self._slack, live)
+
+    def _forward(self) -> None:
+        """Send queued requests on to the worker, all that are waiting in one message: under a burst
+        this thread then wakes, and takes the GIL from the thread that acks, once per batch instead
+        of once per request."""
+        while True:
+            batch = [self._outbox.get()]
+            with contextlib.suppress(queue.Empty):
+                while batch[-1] is not None and len(batch) < _BATCH:
+                    batch.append(self._outbox.get_nowait())
+            ending = batch[-1] is None
+            messages = [m for m in batch if m is not None]
+            if messages:
+                self._deliver(messages)
+            if ending or _STOP in messages:
+                return
+
+    def _deliver(self, messages: list[tuple[Any, ...]]) -> None:
+        jobs = {m[1]: (m[0], m[2]) for m in messages if len(m) > 2 and m[1]}
+        while True:
+            with self._lock:
+                while self._conn is None and not self._stopping.is_set():
+                    self._lock.wait(1.0)
+                conn = self._conn
+            if conn is None:  # stopping, and no worker to take them
+                _tell_interrupted(list(jobs.values()), shutting_down=True)
+                return
+            with self._in_flight_lock:  # in flight before they are sent: the worker may finish one at once
+                self._in_flight.update(jobs)
+            try:
+                conn.send(("batch", messages))
+                return
+            except OSError:  # the worker just died: the next one gets them
+                with self._in_flight_lock:
+                    for number in jobs:
+                        self._in_flight.pop(number, None)
+                with self._lock:
+                    if self._conn is conn:
+                        self._conn = None
+
+
+def _tell_interrupted(lost: list[tuple[str, dict[str, Any]]], shutting_down: bool) -> None:
+    """Say so to each user whose command or button press the worker did not finish: it died, or
+    the bot shut down before it got to them."""
+    from slack_sdk.webhook import WebhookClient
+
+    from bot.slack.client import retry_handlers
+
+    for kind, body in lost:
+        if not body.get("response_url"):
+            continue
+        what = f"`/docker {body.get('text', '')}`" if kind == "command" else "your button press"
+        if shutting_down:
+            text = f":warning: The bot shut down before it finished {what}: run it again when it is back."
+        else:
+            text = (
+                f":warning: The bot's worker process stopped while running {what}, and is being restarted. "
+                "It may not have finished: check, and run it again if needed."
+            )
+        try:
+            WebhookClient(body["response_url"], retry_handlers=retry_handlers()).send(
+                text=text, response_type="ephemeral", replace_original=False
+            )
+        except Exception:  # the notice is a courtesy; the restart goes on regardless
+            log.exception("could not tell a user their request was interrupted")
+
+
+def _mark_interrupted(slack: WebClient, live: list[tuple[str, str]]) -> None:
+    """Stop live messages (a pull's progress) from claiming a job a dead worker left is still going."""
+    text = (
+        ":warning: Interrupted: the bot's worker process stopped before this finished, and this "
+        "message is no longer updated. Check with `/docker images`, and run it again if needed."
+    )
+    for channel, ts in live:
+        try:
+            slack.chat_update(channel=channel, ts=ts, text=text, blocks=[])
+        except Exception:  # as for the notices: a courtesy; the restart goes on
+            log.exception("could not mark an interrupted message")
+
+
+def _first_message(conn: Connection, process: Any) -> tuple[Any, ...] | None:
+    """The worker's "ready" or ("failed", why); None if it died without a word."""
+    while True:
+        ready = wait([conn, process.sentinel])
+        if conn in ready:
+            try:
+                return tuple(conn.recv())
+            except EOFError:
+                return None
+        if process.sentinel in ready:
+            return None
+
+
+# --- the worker process itself ----------------------------------------------------------------------
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL us when the front process dies: a worker must never outlive it, or a
+    restarted bot would run two schedulers."""
+    parent = os.getppid()
+    # Not on Linux, there is no prctl: the pipe's EOF still ends us (see run_worker).
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def run_worker(conn: Connection) -> None:
+    """(In the worker process.) Build everything the commands need, then run what arrives."""
+    _die_with_parent()
+    # SIGTERM/SIGINT are for the front process, which stops us in order (systemd and a terminal's
+    # Ctrl-C signal the whole group; the front's "stop" is what counts).
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from bot.core.config_file import ConfigError
+    from bot.core.router import Router
+    from bot.core.services import build_services
+    from bot.logs import setup_logging
+    from bot.runtime.startup import load_settings, secrets_of, start_background
+    from bot.slack.client import make_web_client
+    from bot.slack.dispatch import LocalDispatch
+    from bot.slack.reply import SlackPoster
+
+    settings = load_settings()
+    setup_logging(settings.log_level, settings.log_format, secrets_of(settings))
+    # Below the front process, so that under load acks get the CPU first; replies can wait a little.
+    try:
+        os.nice(WORKER_NICENESS)
+    except OSError as error:  # e.g. a seccomp filter without setpriority: run at the same priority
+        log.warning("could not lower the worker's priority: %s", error)
+    try:
+        services = build_services(settings)
+    except ConfigError as error:
+        conn.send(("failed", f"Configuration error:\n{error}"))
+        sys.exit(2)
+    router = Router(services)
+    client = make_web_client(settings)
+    work = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="work")
+    dispatch = LocalDispatch(router, client, work)
+    start_background(services, SlackPoster(client))
+    conn.send(("ready",))
+    reports = JobReports(conn)
+
+    def take(kind: str, job: int, arg: Any) -> None:
+        hooks = {"done": functools.partial(reports.done, job), "live": functools.partial(reports.live, job)}
+        try:
+            getattr(dispatch, kind)(arg, **(hooks if job else {}))
+        except Exception:  # one malformed request must not end the worker
+            log.exception("could not take a %s request", kind)
+            if job:
+                reports.done(job)
+
+    stopping = False
+    while not stopping:
+        try:
+            _, messages = conn.recv()  # ("batch", [(kind, job, arg), ...])
+        except EOFError:  # the front process is gone
+            break
+        for kind, *rest in messages:
+            if kind == _STOP[0]:
+                stopping = True
+                break
+            take(kind, *rest)
+    finish(router.services, work)
+    reports.close()
+
+
+class JobReports:
+    """(In the worker.) Tells the front which jobs finished, in one message per `_DONE_EVERY`
+    seconds at most (a message per job would wake the front's threads once per job), and at once
+    of each message a job posted to update as it goes, which the front marks if the worker dies."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._sending = threading.Lock()
+        self._jobs: list[int] = []
+        self._with_live: set[int] = set()
+        self._wake = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="job-reports", daemon=True)
+        self._thread.start()
+
+    def done(self, job: int) -> None:
+        with self._wake:
+            if job in self._with_live:  # at once: a worker dying meanwhile must not mark its message
+                self._with_live.discard(job)
+                self._send(("done", [job]))
+                return
+            self._jobs.append(job)
+            self._wake.notify()
+
+    def live(self, job: int, ref: Any) -> None:
+        with self._wake:
+            self._with_live.add(job)
+        self._send(("live", job, ref.channel, ref.ts))
+
+    def _send(self, message: tuple[Any, ...]) -> None:
+        with self._sending, contextlib.suppress(OSError):
+            self._conn.send(message)
+
+    def close(self) -> None:
+        with self._wake:
+            self._closed = True
+            self._wake.notify()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._jobs and not self._closed:
+                    self._wake.wait()
+                jobs, self._jobs, closed = self._jobs, [], self._closed
+            if jobs:
+                self._send(("done", jobs))
+            if closed:
+                return
+            time.sleep(_DONE_EVERY)
+
+
+def finish(services: Any, work: ThreadPoolExecutor) -> None:
+    """End running pulls with a message that says so, let the other work finish, close up."""
+    from bot.engine.pulling import PULLS
+
+    PULLS.interrupt_all("the bot is shutting down; run the pull again when it is back")
+    work.shutdown(wait=True, cancel_futures=True)  # replies to interrupted pulls go out here
+    if services.scheduler is not None:
+        services.scheduler.shutdown(wait=True)
+    if services.ledger is not None:
+        services.ledger.stop()
+    services.close()

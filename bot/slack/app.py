@@ -1,0 +1,125 @@
+"""The Slack adapter: a Bolt app, built by `create_app` (never at import time).
+
+Every command and button press is acknowledged at once and handed to a `Dispatch` (bot.slack.dispatch):
+a worker pool sized for slow Docker calls, in this process or in the worker process (bot.runtime.worker),
+which answers through response_url or chat.postMessage/chat.update (bot.slack.reply).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from slack_bolt import App, BoltRequest, BoltResponse
+from slack_sdk import WebClient
+
+from bot import metrics
+from bot.core.settings import Settings
+from bot.render.messages import ACTION_PREFIX
+from bot.slack.client import make_web_client
+
+if TYPE_CHECKING:
+    from bot.slack.dispatch import Dispatch
+
+log = logging.getLogger("dockerbot.slack")
+
+
+class RecentKeys:
+    """A bounded set of recently seen keys (thread-safe)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._keys: OrderedDict[str, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def add(self, key: str) -> bool:
+        """True if the key is new."""
+        with self._lock:
+            if key in self._keys:
+                return False
+            self._keys[key] = None
+            if len(self._keys) > self.size:
+                self._keys.popitem(last=False)
+            return True
+
+
+def delivery_key(body: dict[str, Any]) -> str | None:
+    """What identifies one user action across Slack's redeliveries."""
+    if body.get("event_id"):
+        return f"event:{body['event_id']}"
+    actions = body.get("actions") or []
+    if actions and body.get("trigger_id"):
+        return f"action:{body['trigger_id']}:{actions[0].get('action_ts', '')}"
+    if body.get("command") and body.get("trigger_id"):
+        return f"command:{body['trigger_id']}"
+    return None
+
+
+def dispatch_noting_auth(app: App, request: BoltRequest, authorized: threading.Event) -> BoltResponse:
+    """`app.dispatch`, setting `authorized` once Bolt has authorized a request: Bolt calls auth.test,
+    over the network, the first time only. From then on our listeners only acknowledge and queue
+    the work, so a request can be dispatched on a thread that must never block (the HTTP event
+    loop, the Socket Mode reader)."""
+    response = app.dispatch(request)
+    if request.context.authorize_result is not None:
+        authorized.set()
+    return response
+
+
+def create_app(settings: Settings, dispatch: Dispatch, *, client: WebClient | None = None) -> App:
+    client = client or make_web_client(settings)
+    secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else ""
+    app = App(
+        client=client,
+        signing_secret=secret,
+        # auth.test is called lazily on the first request, so building the app needs no network.
+        token_verification_enabled=False,
+        # Our listeners only ack and hand the work to `dispatch`, so they run in the request's own
+        # thread: no hand-off to Bolt's executor, no polling for the ack (up to 10 ms each time).
+        process_before_response=True,
+        listener_executor=ThreadPoolExecutor(max_workers=16, thread_name_prefix="bolt"),
+    )
+    seen = RecentKeys(4096)
+
+    @app.use
+    def first_look(context: Any, body: dict[str, Any], next: Any) -> BoltResponse | None:
+        context["received_at"] = time.monotonic()
+        # A redelivered envelope or retried request (retry_attempt, X-Slack-Retry-Num) carries the
+        # same event_id or trigger_id: acknowledge it again, but never run it twice.
+        key = delivery_key(body)
+        if key is not None and not seen.add(key):
+            log.info("duplicate delivery %s ignored", key)
+            return BoltResponse(status=200, body="")
+        next()
+        return None
+
+    def acknowledge(ack: Any, context: Any) -> None:
+        ack()
+        metrics.ACK_SECONDS.observe(time.monotonic() - context.get("received_at", time.monotonic()))
+
+    @app.command("/docker")
+    def on_command(ack: Any, body: dict[str, Any], context: Any) -> None:
+        acknowledge(ack, context)
+        dispatch.command(body)
+
+    @app.action(re.compile("^" + re.escape(ACTION_PREFIX)))
+    def on_button(ack: Any, body: dict[str, Any], context: Any) -> None:
+        acknowledge(ack, context)
+        dispatch.button(body)
+
+    @app.event("app_home_opened")
+    def on_home_opened(event: dict[str, Any]) -> None:
+        # Events are acked by Bolt before this runs; the view is built by the dispatch's workers.
+        if event.get("tab", "home") == "home":
+            dispatch.home_opened(event["user"])
+
+    @app.error
+    def on_error(error: Exception, body: dict[str, Any]) -> None:
+        log.error("bolt could not handle a request: %s", error)
+
+    return app
