@@ -23,10 +23,12 @@ run: $(STAMP) engine-packages
 
 test: $(STAMP) engine-packages
 	$(PY) -m ruff check bot handlers tests bench deploy
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -q $(ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check bot handlers tests bench deploy
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m ruff format --check bot handlers tests bench deploy
 
 bench: $(STAMP) engine-packages

@@ -21,6 +21,7 @@ from bot.core.services import Services, build_services
 from bot.core.settings import Settings
 from bot.sandbox import Sandbox
 from bot.terminal.shell import Shell
+from handlers import COMMANDS
 
 
 def clean_environment() -> None:
@@ -68,7 +69,7 @@ class WarmBot:
 
     def __init__(self, data_dir: Path) -> None:
         settings = Settings(data_dir=data_dir, docker_timeout=600, pull_inactivity_timeout=120)
-        self.services: Services = build_services(settings)
+        self.services: Services = build_services(settings, COMMANDS)
         self.router = Router(self.services)
         self.out = io.StringIO()
         # As `python -m bot shell` does: attached files (a long table) are saved under the data dir.

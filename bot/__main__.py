@@ -38,9 +38,10 @@ def shell(settings: Settings) -> None:
     from bot.core.router import Router
     from bot.core.services import build_services
     from bot.terminal.shell import Shell, TerminalPoster
+    from handlers import COMMANDS
 
     try:
-        services = build_services(settings)
+        services = build_services(settings, COMMANDS)
     except ConfigError as error:
         sys.exit(f"Configuration error:\n{error}")
     try:

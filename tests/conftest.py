@@ -32,6 +32,7 @@ from bot.slack.app import create_app  # noqa: E402
 from bot.slack.client import make_web_client  # noqa: E402
 from bot.slack.dispatch import LocalDispatch  # noqa: E402
 from bot.slack.http import HttpServer, Readiness, http_app  # noqa: E402
+from handlers import COMMANDS  # noqa: E402
 from tests.chat import ChatBot  # noqa: E402
 from tests.fakes.hub import FakeHub  # noqa: E402
 from tests.fakes.registry import FakeRegistry  # noqa: E402
@@ -97,7 +98,7 @@ def settings(tmp_path: Path, fake_hub: FakeHub) -> Settings:
 
 @pytest.fixture
 def services(settings: Settings, engine: Engine) -> Iterator[Services]:
-    services = build_services(settings)
+    services = build_services(settings, COMMANDS)
     yield services
     services.close()
 
@@ -169,6 +170,29 @@ def slack_socket(settings: Settings, fake_slack: FakeSlack, services: Services) 
     finally:
         fake_slack.close_client(handler)  # fast, and immune to slack-sdk 3.47's close race
         work.shutdown(wait=True, cancel_futures=True)
+
+
+# What a test needs decides its marker, from the fixtures it uses (directly or not): `engine` for a
+# real dockerd, registry or PostgreSQL (root, seconds to start), `slack` for the fake Slack,
+# `unit` for the rest (`pytest -m unit`: seconds, no root). A module may also mark itself.
+_ENGINE_FIXTURES = {"sandbox", "engine", "postgres_server"}
+_SLACK_FIXTURES = {"fake_slack", "slack_http", "slack_socket"}
+_KINDS = ("unit", "engine", "slack")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if any(item.get_closest_marker(kind) for kind in _KINDS):
+            continue
+        needs = set(getattr(item, "fixturenames", ()))
+        callspec = getattr(item, "callspec", None)
+        on_postgres = callspec is not None and callspec.params.get("db_url") == "postgresql"
+        if needs & _ENGINE_FIXTURES or on_postgres:
+            item.add_marker(pytest.mark.engine)
+        elif needs & _SLACK_FIXTURES:
+            item.add_marker(pytest.mark.slack)
+        else:
+            item.add_marker(pytest.mark.unit)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

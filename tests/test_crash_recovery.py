@@ -15,6 +15,7 @@ from bot.jobs.scheduler import Scheduler
 from bot.render.messages import Message
 from bot.sandbox import Engine
 from bot.state.delivery import Delivery
+from handlers import COMMANDS
 from tests.botprocess import start_bot
 from tests.fakes.images import Spec, load_images
 from tests.fakes.slack import FakeSlack
@@ -38,7 +39,7 @@ def test_sigkill_mid_cleanup_then_restart(
 ) -> None:
     load_images(clean_engine, [Spec([], 400 * DAY) for _ in range(300)])
     data = tmp_path / "state"
-    services = build_services(settings.model_copy(update={"data_dir": data}))
+    services = build_services(settings.model_copy(update={"data_dir": data}), COMMANDS)
     scheduler = Scheduler(services, Delivery(services.store.engine, Quiet()))
     scheduler.start(paused=True)
     schedule = scheduler.add(

@@ -22,6 +22,7 @@ from bot.render.messages import Message
 from bot.render.text import render
 from bot.sandbox import Engine, Sandbox, make_tls
 from bot.state.delivery import Delivery
+from handlers import COMMANDS
 from tests.chat import ChatBot
 
 
@@ -51,7 +52,7 @@ def fleet(sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 def fleet_services(settings: Settings, fleet: dict, tmp_path: Path) -> Iterator[Services]:
     path = tmp_path / "dockerbot.yml"
     path.write_text(yaml.safe_dump(fleet["config"], sort_keys=False))
-    services = build_services(settings.model_copy(update={"config": path, "host_timeout": 10}))
+    services = build_services(settings.model_copy(update={"config": path, "host_timeout": 10}), COMMANDS)
     yield services
     services.close()
 

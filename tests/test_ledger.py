@@ -15,6 +15,7 @@ from bot.jobs.cleanup_plan import plan_cleanup
 from bot.jobs.cleanup_run import execute_cleanup
 from bot.jobs.policy import parse_policy
 from bot.sandbox import Engine
+from handlers import COMMANDS
 from tests.test_cleanup import DAY, Spec, image_id, load_images, present
 
 
@@ -116,7 +117,7 @@ def test_an_old_image_used_yesterday_is_not_removed_by_unused_since(
 
     # Without the ledger's memory (a fresh database) the same image would go: the test can fail.
     other = build_services(
-        services.settings.model_copy(update={"data_dir": services.settings.data_dir / "x"})
+        services.settings.model_copy(update={"data_dir": services.settings.data_dir / "x"}), COMMANDS
     )
     try:
         blind = plan_cleanup(api, policy, host_name="local", ledger=Ledger(other.store.engine), now=tomorrow)
@@ -134,7 +135,7 @@ def test_the_ledger_survives_a_restart(services: Services, clean_engine: Engine)
     yesterday = time.time() - DAY
     Ledger(services.store.engine).touch("local", image, yesterday, "container start")
     services.close()
-    restarted = build_services(services.settings)  # same data dir: what a new process sees
+    restarted = build_services(services.settings, COMMANDS)  # same data dir: what a new process sees
     try:
         ledger = Ledger(restarted.store.engine)
         assert ledger.last_used("local", image) == pytest.approx(yesterday)

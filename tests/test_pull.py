@@ -29,6 +29,7 @@ from bot.engine.pulling import PULLS, PullProgress, registry_auth
 from bot.render.messages import Message
 from bot.render.text import render
 from bot.sandbox import Engine, Sandbox, push_image
+from handlers import COMMANDS
 from handlers.pull import LIVE_INTERVAL
 from tests.chat import ChatBot
 from tests.conftest import SlackHttpBot
@@ -79,7 +80,7 @@ def settings(settings: Settings) -> Settings:
 @pytest.fixture
 def quick_services(settings: Settings, engine: Engine) -> Iterator[Services]:
     """Services whose pulls give up after 1.5 s without progress."""
-    services = build_services(settings.model_copy(update={"pull_inactivity_timeout": 1.5}))
+    services = build_services(settings.model_copy(update={"pull_inactivity_timeout": 1.5}), COMMANDS)
     yield services
     services.close()
 
@@ -412,8 +413,8 @@ def test_registry_credentials_are_used_and_never_shown(
     fake_registry.basic_auth = ("bot", password)
     ref = f"{fake_registry.address}/{fresh_image(sandbox, layers=2)}"
     creds = {fake_registry.address: RegistryCredentials(username="bot", password=SecretStr(password))}
-    with_auth = build_services(settings.model_copy(update={"registry_auth": creds}))
-    without = build_services(settings)
+    with_auth = build_services(settings.model_copy(update={"registry_auth": creds}), COMMANDS)
+    without = build_services(settings, COMMANDS)
     try:
         refused = final_message(ChatBot(Router(without))(f"/docker pull {ref}"))
         assert "Error response from daemon: " in refused

@@ -9,6 +9,7 @@ import time
 from bot.core.router import Router
 from bot.core.services import Services, build_services
 from bot.sandbox import Engine
+from handlers import COMMANDS
 from tests.chat import ChatBot
 
 
@@ -178,7 +179,7 @@ def test_confirm_still_works_after_a_restart(services: Services, clean_engine: E
     first("rmi ubuntu")
     assert "confirm" in first.shell.buttons
     services.close()
-    restarted = build_services(services.settings)  # same data dir: a new process would see the same
+    restarted = build_services(services.settings, COMMANDS)  # same data dir: a new process would see the same
     try:
         second = ChatBot(Router(restarted))
         second.shell.buttons, second.shell.buttons_ref = first.shell.buttons, first.shell.buttons_ref

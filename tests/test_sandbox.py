@@ -17,7 +17,7 @@ import pytest
 import bot.sandbox.seeding as seeding_mod
 from bot.sandbox import SEED_IMAGES, CliError, Engine, Sandbox, TlsFiles, make_tls, split_ref
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="dockerd needs root")
+pytestmark = [pytest.mark.engine, pytest.mark.skipif(os.geteuid() != 0, reason="dockerd needs root")]
 
 DENIED = (
     "Error response from daemon: pull access denied for nosuchimage, repository does not exist or may "

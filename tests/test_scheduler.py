@@ -19,6 +19,7 @@ from bot.render.messages import Message, plain
 from bot.slack.client import make_web_client
 from bot.slack.reply import SlackPoster
 from bot.state.delivery import Delivery
+from handlers import COMMANDS
 from tests.fakes.slack import FakeSlack
 
 
@@ -86,7 +87,7 @@ def test_a_schedule_survives_a_restart_and_still_fires(services: Services) -> No
     finally:
         first.shutdown()
 
-    restarted_services = build_services(services.settings)
+    restarted_services = build_services(services.settings, COMMANDS)
     second = Scheduler(restarted_services, Delivery(restarted_services.store.engine, poster))
     second.start()
     try:

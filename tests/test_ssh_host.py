@@ -22,6 +22,7 @@ from bot.core.services import Services, build_services
 from bot.core.settings import Settings
 from bot.engine.hosts import CONNECTION_ERRORS, SSH_SESSIONS, DockerHost, connection_cause
 from bot.sandbox import Engine, Sandbox
+from handlers import COMMANDS
 from tests.chat import ChatBot
 from tests.fakes.registry import FakeRegistry
 from tests.fakes.sshd import Sshd, keygen
@@ -52,7 +53,7 @@ def chat_over(
         path = tmp_path / "dockerbot.yml"
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         update = {"config": path, "host_timeout": 10, **settings_update}
-        services = build_services(settings.model_copy(update=update))
+        services = build_services(settings.model_copy(update=update), COMMANDS)
         opened.append(services)
         return ChatBot(Router(services), files_dir=tmp_path / "files")
 

@@ -12,19 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from bot.errors import UsageError, UserError
 from bot.render.messages import Message
+
+__all__ = ["UsageError", "UserError"]  # handlers take the whole contract from here
 
 if TYPE_CHECKING:
     from bot.core.services import Services
     from bot.engine.hosts import DockerHost
-
-
-class UserError(Exception):
-    """A problem the user can fix; its text is shown as it is."""
-
-
-class UsageError(UserError):
-    """Bad arguments: the reply adds the command's usage."""
 
 
 class MessageRef(Protocol):

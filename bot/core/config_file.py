@@ -24,9 +24,9 @@ from typing import Any
 import yaml
 
 from bot.core.access import AccessPolicy
-from bot.core.commands import UserError
 from bot.core.settings import Settings
 from bot.engine.hosts import DockerHost, TlsPaths
+from bot.errors import UserError
 
 _SCHEMES = ("unix://", "tcp://", "ssh://", "http://", "https://", "npipe://")
 

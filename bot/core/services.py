@@ -38,12 +38,9 @@ class Services:
         self.store.close()
 
 
-def build_services(settings: Settings, commands: list[Command] | None = None) -> Services:
-    """Everything from settings and the YAML config; a bad config raises config_file.ConfigError."""
-    if commands is None:
-        from handlers import COMMANDS
-
-        commands = COMMANDS
+def build_services(settings: Settings, commands: list[Command]) -> Services:
+    """Everything from settings and the YAML config; a bad config raises config_file.ConfigError.
+    The caller brings the command list (handlers.COMMANDS): the core never imports the handlers."""
     raw = config_file.load(settings.config)
     hosts = HostPool(config_file.hosts(raw, settings))
     access = Access(config_file.access_policy(raw, settings))

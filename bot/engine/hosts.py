@@ -17,7 +17,7 @@ import paramiko
 import requests
 import urllib3
 
-from bot.core.commands import UserError
+from bot.errors import UserError
 
 
 class EngineUnavailable(UserError):

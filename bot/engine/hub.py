@@ -18,7 +18,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import requests
 
-from bot.core.commands import UserError
+from bot.errors import UserError
 
 DEFAULT_TIMEOUT = 10.0  # seconds per HTTP request; settings may override via `hub_timeout`
 PAGE_SIZE = 100  # Hub's largest page

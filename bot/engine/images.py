@@ -14,8 +14,8 @@ from typing import Any
 
 import docker
 
-from bot.core.commands import UserError
 from bot.engine.reference import InvalidReference, Reference, looks_like_id, parse_reference
+from bot.errors import UserError
 from bot.render.formatting import created_since, format_table, human_size, short_id
 
 NONE = "<none>"

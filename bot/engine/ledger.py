@@ -17,25 +17,17 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import docker
-from sqlalchemy import Column, Float, String, Table, delete, insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
-from bot.core.commands import UserError
 from bot.engine.hosts import DockerHost
 from bot.engine.images import ImageIndex, NoSuchImage, Summary, list_images
-from bot.state.store import metadata
+from bot.errors import UserError
+from bot.state.tables import image_last_use
 
 log = logging.getLogger("dockerbot.ledger")
 
-image_last_use = Table(
-    "image_last_use",
-    metadata,
-    Column("host", String(255), primary_key=True),
-    Column("image_id", String(80), primary_key=True),
-    Column("last_used", Float, nullable=False),
-    Column("source", String(64), nullable=False),
-)
 
 _CHUNK = 500  # rows per multi-row statement (SQLite caps bound variables)
 THROTTLE_SECONDS = 60.0  # health checks and restarts fire often: one write a minute per image is plenty

@@ -24,9 +24,9 @@ import urllib3
 from docker import auth as docker_auth
 
 from bot import metrics
-from bot.core.commands import UserError
 from bot.engine.hosts import DockerHost
 from bot.engine.reference import Reference
+from bot.errors import UserError
 from bot.render.formatting import human_size_4, progress_bar, progress_counts
 
 log = logging.getLogger("dockerbot.pull")

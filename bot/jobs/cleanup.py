@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import docker
 
-from bot.core.commands import UserError
 from bot.engine.hosts import CONNECTION_ERRORS, DockerHost, EngineUnavailable, connection_cause
+from bot.errors import UserError
 from bot.jobs.cleanup_plan import CleanupPlan, plan_cleanup
 from bot.jobs.cleanup_report import summary_message
 from bot.jobs.cleanup_run import CleanupResult, Removed, Skipped, execute_cleanup, explain

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from bot.core.commands import UserError
+from bot.errors import UserError
 
 DEFAULT_GRACE = 3600.0
 RULES_HELP = (

@@ -26,15 +26,15 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
-from sqlalchemy import JSON, Boolean, Column, Float, Integer, String, Table, Text, insert, select, update
+from sqlalchemy import insert, select, update
 
 from bot import metrics
-from bot.core.commands import UserError
 from bot.engine.fleet import fan_out
+from bot.errors import UserError
 from bot.render.formatting import format_table, human_size
 from bot.render.messages import File, Message, code_blocks, context, header, plain, section
 from bot.render.text import render
-from bot.state.store import metadata
+from bot.state.tables import metadata, runs_table, schedules_table
 
 if TYPE_CHECKING:
     from bot.core.services import Services
@@ -46,34 +46,6 @@ log = logging.getLogger("dockerbot.scheduler")
 MISFIRE_GRACE_SECONDS = 6 * 3600
 DEFAULT_TZ = "UTC"  # of a schedule's cron line, when `--tz` does not say
 
-schedules_table = Table(
-    "schedules",
-    metadata,
-    Column("id", String(16), primary_key=True),
-    Column("kind", String(32), nullable=False),
-    Column("cron", String(128), nullable=False),
-    Column("timezone", String(64), nullable=False),
-    Column("channel", String(64), nullable=False),
-    Column("host", String(255), nullable=False),
-    Column("params", JSON, nullable=False),
-    Column("created_by", String(64), nullable=False),
-    Column("created_at", Float, nullable=False),
-    Column("paused", Boolean, nullable=False, default=False),
-    Column("cancelled", Boolean, nullable=False, default=False),
-)
-
-runs_table = Table(
-    "schedule_runs",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("schedule_id", String(16), nullable=False),
-    Column("host", String(255), nullable=False),
-    Column("started_at", Float, nullable=False),
-    Column("finished_at", Float),
-    Column("state", String(16), nullable=False),  # running, done, failed, interrupted
-    Column("kind", String(32)),
-    Column("summary", Text),  # the posted summary's text, for the App Home tab
-)
 
 # What a schedule of each kind runs, per host; registered by the handler modules at import.
 Runner = Callable[["Services", "DockerHost", dict[str, Any]], Message]

@@ -308,6 +308,7 @@ def run_worker(conn: Connection) -> None:
     from bot.slack.client import make_web_client
     from bot.slack.dispatch import LocalDispatch
     from bot.slack.reply import SlackPoster
+    from handlers import COMMANDS
 
     settings = load_settings()
     setup_logging(settings.log_level, settings.log_format, secrets_of(settings))
@@ -317,7 +318,7 @@ def run_worker(conn: Connection) -> None:
     except OSError as error:  # e.g. a seccomp filter without setpriority: run at the same priority
         log.warning("could not lower the worker's priority: %s", error)
     try:
-        services = build_services(settings)
+        services = build_services(settings, COMMANDS)
     except ConfigError as error:
         conn.send(("failed", f"Configuration error:\n{error}"))
         sys.exit(2)

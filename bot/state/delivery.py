@@ -13,14 +13,6 @@ import time
 from typing import Protocol
 
 from sqlalchemy import (
-    JSON,
-    Boolean,
-    Column,
-    Float,
-    Integer,
-    String,
-    Table,
-    Text,
     delete,
     insert,
     select,
@@ -29,21 +21,9 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 
 from bot.render.messages import Message
-from bot.state.store import metadata
+from bot.state.tables import metadata, outbox_table
 
 log = logging.getLogger("dockerbot.delivery")
-
-outbox_table = Table(
-    "outbox",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("channel", String(64), nullable=False),
-    Column("text", Text, nullable=False),
-    Column("blocks", JSON, nullable=False),
-    Column("in_channel", Boolean, nullable=False, default=True),
-    Column("created_at", Float, nullable=False),
-    Column("attempts", Integer, nullable=False, default=1),
-)
 
 
 class Poster(Protocol):

@@ -1,8 +1,8 @@
 """The database schema, created and migrated at start: an explicit, numbered list of steps.
 
-Every table lives on `bot.state.store.metadata`; `migrate` imports the modules that define them, then
-applies each step newer than the version recorded in `schema_version`, in one transaction per
-step. A new column or table is a new step at the end of MIGRATIONS — never an edit of an old one.
+Every table is defined in bot.state.tables; `migrate` applies each step newer than the version
+recorded in `schema_version`, in one transaction per step. A new column or table is a new step at
+the end of MIGRATIONS — never an edit of an old one.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Callable
 from sqlalchemy import Column, Float, Integer, String, Table, insert, select
 from sqlalchemy.engine import Connection, Engine
 
-from bot.state.store import metadata
+from bot.state.tables import metadata
 
 schema_version = Table(
     "schema_version",
@@ -25,8 +25,6 @@ schema_version = Table(
 
 
 def _initial(conn: Connection) -> None:
-    # Importing them puts their tables on the shared metadata.
-
     metadata.create_all(conn)
 
 

@@ -17,14 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
-    JSON,
-    Column,
-    Float,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
     create_engine,
     event,
     insert,
@@ -33,39 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine
 
-metadata = MetaData()
-
-pending_actions = Table(
-    "pending_actions",
-    metadata,
-    Column("id", String(64), primary_key=True),
-    Column("kind", String(32), nullable=False),
-    Column("user", String(64), nullable=False),
-    Column("channel", String(64), nullable=False),
-    Column("host", String(255), nullable=False),
-    Column("payload", JSON, nullable=False),
-    Column("created_at", Float, nullable=False),
-    Column("expires_at", Float, nullable=False),
-    Column("state", String(16), nullable=False, default="pending"),
-    Column("decided_by", String(64)),
-    Column("decided_at", Float),
-    Column("result", Text),
-)
-
-audit_log = Table(
-    "audit_log",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("at", Float, nullable=False),
-    Column("user", String(64), nullable=False),
-    Column("channel", String(64), nullable=False),
-    Column("host", String(255), nullable=False),
-    Column("action", String(64), nullable=False),
-    Column("image_id", String(80)),
-    Column("tags", JSON),
-    Column("result", Text, nullable=False),
-    Column("request_id", String(32)),
-)
+from bot.state.tables import audit_log, pending_actions
 
 
 def database_url(data_dir: Path, url: str | None) -> str:

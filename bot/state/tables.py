@@ -1,0 +1,94 @@
+"""Every table of the bot's database, on one MetaData: the schema (bot.state.schema) creates and
+migrates them; the modules that read and write them import them from here."""
+
+from __future__ import annotations
+
+from sqlalchemy import JSON, Boolean, Column, Float, Integer, MetaData, String, Table, Text
+
+metadata = MetaData()
+
+# Confirmations (rmi, cleanup, pull cards): single use by an atomic UPDATE … WHERE state='pending'.
+pending_actions = Table(
+    "pending_actions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("user", String(64), nullable=False),
+    Column("channel", String(64), nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("state", String(16), nullable=False, default="pending"),
+    Column("decided_by", String(64)),
+    Column("decided_at", Float),
+    Column("result", Text),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),
+    Column("user", String(64), nullable=False),
+    Column("channel", String(64), nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("image_id", String(80)),
+    Column("tags", JSON),
+    Column("result", Text, nullable=False),
+    Column("request_id", String(32)),
+)
+
+# Scheduled posts Slack did not take yet (bot.state.delivery).
+outbox_table = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("channel", String(64), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("blocks", JSON, nullable=False),
+    Column("in_channel", Boolean, nullable=False, default=True),
+    Column("created_at", Float, nullable=False),
+    Column("attempts", Integer, nullable=False, default=1),
+)
+
+# Schedules and their runs (bot.jobs.scheduler).
+schedules_table = Table(
+    "schedules",
+    metadata,
+    Column("id", String(16), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("cron", String(128), nullable=False),
+    Column("timezone", String(64), nullable=False),
+    Column("channel", String(64), nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("params", JSON, nullable=False),
+    Column("created_by", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("paused", Boolean, nullable=False, default=False),
+    Column("cancelled", Boolean, nullable=False, default=False),
+)
+
+runs_table = Table(
+    "schedule_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("schedule_id", String(16), nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("finished_at", Float),
+    Column("state", String(16), nullable=False),  # running, done, failed, interrupted
+    Column("kind", String(32)),
+    Column("summary", Text),  # the posted summary's text, for the App Home tab
+)
+
+# When each image was last used, per host (bot.engine.ledger).
+image_last_use = Table(
+    "image_last_use",
+    metadata,
+    Column("host", String(255), primary_key=True),
+    Column("image_id", String(80), primary_key=True),
+    Column("last_used", Float, nullable=False),
+    Column("source", String(64), nullable=False),
+)
