@@ -25,6 +25,7 @@ from bot.engine.images import (
     list_images,
 )
 from bot.engine.reference import InvalidReference, familiar, looks_like_id, parse_reference
+from bot.engine.removal import Seen, explain, recheck, remove
 from bot.render.formatting import human_size, short_id
 from bot.render.messages import Message, code_blocks, context, header, mention, plain, section, sections
 from bot.state.store import PendingAction
@@ -288,35 +289,26 @@ def execute(
 
 def _recheck(plan: Planned, index: ImageIndex) -> tuple[str, str]:
     """What to remove now, or why not: a tag that moved, or new tags, are never touched."""
-    if plan.by_tag:
-        current = index.by_reference(parse_reference(plan.by_tag))
-        if current is None:
-            return "", f"{plan.by_tag}: no longer exists; nothing to do."
-        if current["Id"] != plan.image_id:
-            return "", (
-                f"{plan.by_tag}: now points at {short_id(current['Id'])}, not {short_id(plan.image_id)} "
-                "as the card showed; not touched."
-            )
-        return plan.by_tag if "@" not in plan.ref else plan.ref, ""
-    current = next((i for i in index.images if i["Id"] == plan.image_id), None)
-    if current is None:
-        return "", f"{short_id(plan.image_id)}: already gone."
-    new_tags = sorted(set(current["RepoTags"]) - set(plan.tags))
-    if new_tags:
-        return "", f"{short_id(plan.image_id)}: gained {', '.join(new_tags)} since the card; not removed."
-    return plan.image_id, ""
+    _, drift = recheck(Seen(plan.image_id, plan.tags, plan.by_tag), index)
+    if drift is None:
+        if plan.by_tag:
+            return (plan.by_tag if "@" not in plan.ref else plan.ref), ""
+        return plan.image_id, ""
+    subject = plan.by_tag or short_id(plan.image_id)
+    if drift.category == "gone":
+        return "", f"{subject}: {'no longer exists; nothing to do' if plan.by_tag else 'already gone'}."
+    if drift.category == "moved":
+        return "", f"{subject}: {drift.reason} as the card showed; not touched."
+    return "", f"{subject}: {drift.reason} since the card; not removed."
 
 
 def _remove(api: docker.APIClient, target: str, force: bool, noprune: bool) -> list[str]:
-    try:
-        items = api.remove_image(target, force=force, noprune=noprune)
-    except docker.errors.NotFound:
+    removal = remove(api, target, force=force, noprune=noprune)
+    if removal.not_found:
         return [f"{short_id(target) if target.startswith('sha256:') else target}: already gone."]
-    except docker.errors.APIError as error:
-        return [
-            f"Error response from daemon: {error.explanation or error}{_in_words(str(error.explanation))}"
-        ]
-    return [f"{k}: {v}" for item in items or [] for k, v in item.items()]
+    if removal.error is not None:
+        return [explain(removal.error) + _in_words(str(removal.error.explanation))]
+    return removal.lines
 
 
 def _in_words(explanation: str) -> str:

@@ -258,6 +258,7 @@ class ImageIndex:
         self.images = images
         self._tags: dict[str, Summary] | None = None
         self._digests: dict[tuple[str, str], Summary] | None = None
+        self._ids: dict[str, Summary] | None = None
 
     def _build(self) -> None:
         tags: dict[str, Summary] = {}
@@ -282,6 +283,12 @@ class ImageIndex:
         if ref.digest:
             return self._digests.get((ref.name, ref.digest))
         return self._tags.get(ref.with_default_tag().canonical())
+
+    def by_id(self, image_id: str) -> Summary | None:
+        """The image with exactly this ID (sha256:…), or None."""
+        if self._ids is None:
+            self._ids = {image["Id"]: image for image in self.images}
+        return self._ids.get(image_id)
 
     def by_prefix(self, prefix: str) -> list[Summary]:
         wanted = _hex(prefix)

@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Any
 import docker
 
 from bot.engine.hosts import CONNECTION_ERRORS, DockerHost, EngineUnavailable, connection_cause
+from bot.engine.removal import explain
 from bot.errors import UserError
 from bot.jobs.cleanup_plan import CleanupPlan, plan_cleanup
 from bot.jobs.cleanup_report import summary_message
-from bot.jobs.cleanup_run import CleanupResult, Removed, Skipped, execute_cleanup, explain
+from bot.jobs.cleanup_run import CleanupResult, Removed, Skipped, execute_cleanup
 from bot.jobs.policy import Policy, resolve_policy
 from bot.render.messages import Message
 from bot.state.store import GroupAudit, audit_row

@@ -16,7 +16,8 @@ import docker
 
 from bot.engine.diskusage import images_usage
 from bot.engine.hosts import CONNECTION_ERRORS, connection_cause
-from bot.engine.images import Summary, container_name, list_images
+from bot.engine.images import ImageIndex, Summary, list_images
+from bot.engine.removal import Seen, explain, recheck, remove
 from bot.jobs.cleanup_plan import Candidate, CleanupPlan, containers_by_image
 
 log = logging.getLogger("dockerbot.cleanup")
@@ -74,16 +75,16 @@ class _Fresh:
         self.max_age = max_age
         self._lock = threading.Lock()
         self._at = float("-inf")
-        self.images: dict[str, Summary] = {}
+        self.index = ImageIndex([])
         self.used: dict[str, list[dict[str, Any]]] = {}
 
-    def view(self) -> tuple[dict[str, Summary], dict[str, list[dict[str, Any]]]]:
+    def view(self) -> tuple[ImageIndex, dict[str, list[dict[str, Any]]]]:
         with self._lock:
             if time.monotonic() - self._at > self.max_age:
-                images = {i["Id"]: i for i in list_images(self.api, all=True)}
+                index = ImageIndex(list_images(self.api, all=True))
                 used = containers_by_image(self.api.containers(all=True))
-                self.images, self.used, self._at = images, used, time.monotonic()
-            return self.images, self.used
+                self.index, self.used, self._at = index, used, time.monotonic()
+            return self.index, self.used
 
 
 class _EngineDown(Exception):
@@ -91,22 +92,12 @@ class _EngineDown(Exception):
 
 
 def _recheck(cand: Candidate, fresh: _Fresh) -> tuple[Summary | None, Skipped | None]:
-    images, used = fresh.view()
-    current = images.get(cand.image_id)
-    if current is None:
-        return None, _skip(cand, "gone", "already gone")
-    if cand.image_id in used:
-        users = ", ".join(container_name(c) for c in used[cand.image_id][:3])
-        return None, _skip(cand, "in use", f"in use by {users} since the preview")
-    gained = sorted(set(current["RepoTags"]) - set(cand.tags))
-    if gained:
-        return None, _skip(cand, "changed", f"gained {', '.join(gained)} since the preview")
-    return current, None
-
-
-def explain(error: docker.errors.APIError) -> str:
-    """The engine's refusal as the docker CLI prints it."""
-    return f"Error response from daemon: {error.explanation or error}"
+    index, used = fresh.view()
+    current, drift = recheck(Seen(cand.image_id, cand.tags), index, used=used)
+    if drift is None:
+        return current, None
+    reason = drift.reason if drift.category == "gone" else f"{drift.reason} since the preview"
+    return None, _skip(cand, drift.category, reason)
 
 
 def _remove_one(api: docker.APIClient, cand: Candidate, current: Summary) -> Removed | Skipped:
@@ -119,21 +110,18 @@ def _remove_one(api: docker.APIClient, cand: Candidate, current: Summary) -> Rem
     while queue:
         ref = queue.pop(0)
         try:
-            items = api.remove_image(ref) or []
-        except docker.errors.NotFound:
-            continue
-        except docker.errors.APIError as error:
-            category = "conflict" if error.status_code == 409 else "error"
-            what = f"{'; '.join(lines)}; then " if lines else ""
-            return _skip(cand, category, what + explain(error))
+            removal = remove(api, ref)
         except CONNECTION_ERRORS as error:
             raise _EngineDown(connection_cause(error)) from error
-        for item in items:
-            for key, value in item.items():
-                lines.append(f"{key}: {value}")
-                if key == "Untagged":
-                    untagged.add(value)
-                deleted = deleted or (key == "Deleted" and value == cand.image_id)
+        if removal.not_found:
+            continue
+        if removal.error is not None:
+            category = "conflict" if removal.error.status_code == 409 else "error"
+            what = f"{'; '.join(lines)}; then " if lines else ""
+            return _skip(cand, category, what + explain(removal.error))
+        lines.extend(removal.lines)
+        untagged |= removal.untagged
+        deleted = deleted or cand.image_id in removal.deleted
         if not queue and not deleted and ref in current["RepoTags"]:
             # The last tag went, yet digest references (another repository's) keep the image.
             queue = [d for d in current["RepoDigests"] if d not in untagged]
@@ -149,8 +137,9 @@ def _remove_one(api: docker.APIClient, cand: Candidate, current: Summary) -> Rem
     return Removed(cand.image_id, cand.tags, cand.size, cand.rule, lines)
 
 
-def _order(candidates: list[Candidate], images: dict[str, Summary]) -> list[list[Candidate]]:
+def _order(candidates: list[Candidate], index: ImageIndex) -> list[list[Candidate]]:
     """Waves to remove in: an image before the images it is built on (legacy builder parents)."""
+    images = {image["Id"]: image for image in index.images}
     ids = {c.image_id for c in candidates}
     depth: dict[str, int] = dict.fromkeys(ids, 0)
     for c in candidates:
@@ -187,7 +176,7 @@ def execute_cleanup(
     try:
         result.before = images_usage(api).total
         fresh = _Fresh(api)
-        images, _ = fresh.view()
+        index, _ = fresh.view()
         down: list[str] = []
         lock = threading.Lock()
 
@@ -216,7 +205,7 @@ def execute_cleanup(
                     log.exception("cleanup progress callback failed")
 
         with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="cleanup") as pool:
-            for wave in _order(plan.candidates, images):
+            for wave in _order(plan.candidates, index):
                 list(pool.map(one, wave))
         if down:
             result.errors.append(f"The engine became unreachable during the run: {down[0]}.")
