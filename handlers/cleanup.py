@@ -18,14 +18,12 @@ from bot.jobs.cleanup import execute_plan, plan_now, run_scheduled_cleanup
 from bot.jobs.cleanup_plan import CleanupPlan
 from bot.jobs.cleanup_report import folded, preview_message, summary_message
 from bot.jobs.policy import Policy, resolve_policy
-from bot.jobs.scheduler import DEFAULT_TZ, register_runner, running_scheduler
+from bot.jobs.scheduler import DEFAULT_TZ, running_scheduler
 from bot.render.formatting import ellipsis, format_table
 from bot.render.messages import Message, context, mention, plain, section
 
 ACTIONS = ("preview", "now", "schedule", "list", "cancel", "pause", "resume")
 ADMIN_ONLY = {"now", "schedule", "cancel", "pause", "resume"}
-
-register_runner("cleanup", run_scheduled_cleanup)
 
 
 def add_arguments(parser: ArgParser) -> None:
@@ -262,4 +260,5 @@ COMMAND = Command(
     required_role=required_role,
     fleet=lambda args: args.action == "preview",  # `--host all`: a dry run on every host
     spans_hosts=lambda args: args.action == "schedule",  # one schedule for the fleet, one summary
+    scheduled=run_scheduled_cleanup,
 )

@@ -14,12 +14,10 @@ from zoneinfo import ZoneInfo
 from bot.core.channels import channel_text, member_hint, parse_channel
 from bot.core.commands import ArgParser, Command, Reply, Request, UsageError
 from bot.jobs.report import build_report, run_scheduled_report
-from bot.jobs.scheduler import DEFAULT_TZ, Schedule, register_runner, running_scheduler
+from bot.jobs.scheduler import DEFAULT_TZ, Schedule, running_scheduler
 from bot.render.messages import Message, section
 
 ACTIONS = ("now", "schedule")
-
-register_runner("report", run_scheduled_report)
 
 
 def add_arguments(parser: ArgParser) -> None:
@@ -91,4 +89,5 @@ COMMAND = Command(
     required_role=lambda args: "admin" if args.action == "schedule" else "viewer",
     fleet=lambda args: args.action == "now",
     spans_hosts=lambda args: args.action == "schedule",
+    scheduled=run_scheduled_report,
 )

@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bot.core.commands import Command
 from bot.core.router import Router
 from bot.core.services import Services, build_services
 from bot.core.settings import Settings
 from bot.engine.hosts import DockerHost
-from bot.jobs.scheduler import RUNNERS, Scheduler
+from bot.jobs.scheduler import Scheduler
 from bot.render.messages import Message
 from bot.render.text import render
 from bot.sandbox import Engine, Sandbox, make_tls
@@ -127,8 +128,13 @@ class _Recorder:
 def test_a_fleet_schedule_posts_one_summary_with_a_row_per_host(
     fleet_services: Services, fleet: dict
 ) -> None:
-    RUNNERS["fleetprobe"] = _reclaiming
     recorder = _Recorder()
+    fleet_services.commands = [
+        *fleet_services.commands,
+        Command(
+            name="fleetprobe", summary="", example="", run=lambda req, reply: None, scheduled=_reclaiming
+        ),
+    ]
     scheduler = Scheduler(fleet_services, Delivery(fleet_services.store.engine, recorder))
     scheduler.start()
     two: Engine = fleet["two"]
@@ -152,4 +158,3 @@ def test_a_fleet_schedule_posts_one_summary_with_a_row_per_host(
     finally:
         two.start()
         scheduler.shutdown()
-        RUNNERS.pop("fleetprobe", None)

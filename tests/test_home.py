@@ -38,7 +38,7 @@ def test_home_tab_with_fifty_hosts(slack_socket: FakeSlack) -> None:
 
 
 def test_home_shows_next_runs_and_the_last_cleanup(services, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from bot.jobs.scheduler import RUNNERS, Scheduler
+    from bot.jobs.scheduler import Scheduler
     from bot.render.messages import Message
     from bot.slack.home import home_blocks
     from bot.state.delivery import Delivery
@@ -65,7 +65,7 @@ def test_home_shows_next_runs_and_the_last_cleanup(services, tmp_path) -> None: 
         text = str(home_blocks(services, "U1"))
         assert f"cleanup on `main` (`{made.id}`, `30 4 * * *` UTC)" in text
         assert "on `main` (done)" in text
-        assert "cleanup" in RUNNERS
+        assert "cleanup" in scheduler.runners and "report" in scheduler.runners
     finally:
         scheduler.shutdown()
         services.scheduler = None

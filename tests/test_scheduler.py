@@ -10,11 +10,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import insert
 
-from bot.core.commands import UserError
+from bot.core.commands import Command, UserError
 from bot.core.services import Services, build_services
 from bot.core.settings import Settings
 from bot.engine.hosts import DockerHost
-from bot.jobs.scheduler import RUNNERS, Scheduler, cron_trigger, runs_table
+from bot.jobs.scheduler import Scheduler, cron_trigger, runs_table
 from bot.render.messages import Message, plain
 from bot.slack.client import make_web_client
 from bot.slack.reply import SlackPoster
@@ -51,12 +51,19 @@ def probe(services: Services, host: DockerHost, params: dict) -> Message:
     return plain(f"probe {params['tag']} ran on {host.name}")
 
 
+def _no_run(req: object, reply: object) -> None:
+    raise AssertionError("the probe is only ever scheduled")
+
+
+# A command whose schedules run `probe`: the scheduler takes its runners from the command list.
+PROBE = Command(name="probe", summary="test probe", example="", run=_no_run, scheduled=probe)
+
+
 @pytest.fixture(autouse=True)
-def _probe_runner() -> Iterator[None]:
-    RUNNERS["probe"] = probe
+def _probe_runner(services: Services) -> Iterator[None]:
+    services.commands = [*services.commands, PROBE]
     runs.clear()
     yield
-    RUNNERS.pop("probe", None)
 
 
 @pytest.fixture
@@ -87,7 +94,7 @@ def test_a_schedule_survives_a_restart_and_still_fires(services: Services) -> No
     finally:
         first.shutdown()
 
-    restarted_services = build_services(services.settings, COMMANDS)
+    restarted_services = build_services(services.settings, [*COMMANDS, PROBE])
     second = Scheduler(restarted_services, Delivery(restarted_services.store.engine, poster))
     second.start()
     try:

@@ -97,6 +97,8 @@ class ArgParser(argparse.ArgumentParser):
 
 Runner = Callable[[Request, Reply], None]
 ActionRunner = Callable[[ActionRequest, Reply], None]
+# What one scheduled run of a command does on one host: the message the schedule posts.
+ScheduledRunner = Callable[["Services", "DockerHost", dict[str, Any]], Message]
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,8 @@ class Command:
     fleet: Callable[[argparse.Namespace], bool] = lambda args: False
     # Whether this invocation takes several hosts as one target (a schedule over `--host all`).
     spans_hosts: Callable[[argparse.Namespace], bool] = lambda args: False
+    # What a schedule of this command runs on each host (`cleanup schedule`, `report schedule`).
+    scheduled: ScheduledRunner | None = None
 
     def role_for(self, args: argparse.Namespace) -> str:
         return self.required_role(args) if self.required_role else self.role

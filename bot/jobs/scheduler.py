@@ -15,7 +15,6 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -37,6 +36,7 @@ from bot.render.text import render
 from bot.state.tables import metadata, runs_table, schedules_table
 
 if TYPE_CHECKING:
+    from bot.core.commands import ScheduledRunner
     from bot.core.services import Services
     from bot.engine.hosts import DockerHost
     from bot.state.delivery import Delivery
@@ -45,15 +45,6 @@ log = logging.getLogger("dockerbot.scheduler")
 
 MISFIRE_GRACE_SECONDS = 6 * 3600
 DEFAULT_TZ = "UTC"  # of a schedule's cron line, when `--tz` does not say
-
-
-# What a schedule of each kind runs, per host; registered by the handler modules at import.
-Runner = Callable[["Services", "DockerHost", dict[str, Any]], Message]
-RUNNERS: dict[str, Runner] = {}
-
-
-def register_runner(kind: str, runner: Runner) -> None:
-    RUNNERS[kind] = runner
 
 
 def running_scheduler(services: Any) -> Scheduler:
@@ -126,7 +117,9 @@ def cron_trigger(expr: str, tz: str) -> CronTrigger:
 
 # --------------------------------------------------------------------------------------------- the job
 
-_active: Scheduler | None = None  # the running scheduler of this process, for run_schedule
+# APScheduler's persistent job store keeps a reference to a module-level function, not to an
+# object, so the job finds this process's running scheduler here.
+_active: Scheduler | None = None
 
 
 def run_schedule(schedule_id: str) -> None:
@@ -149,6 +142,10 @@ class Scheduler:
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": MISFIRE_GRACE_SECONDS},
             timezone=UTC,
         )
+        # What a schedule of each kind runs: declared by the commands (Command.scheduled).
+        self.runners: dict[str, ScheduledRunner] = {
+            command.name: command.scheduled for command in services.commands if command.scheduled
+        }
         self.aps.add_listener(self._on_missed, EVENT_JOB_MISSED)
         self.aps.add_listener(self._on_error, EVENT_JOB_ERROR)
         self._lock = threading.Lock()
@@ -179,7 +176,7 @@ class Scheduler:
         params: dict[str, Any],
         created_by: str,
     ) -> Schedule:
-        if kind not in RUNNERS:
+        if kind not in self.runners:
             raise UserError(f"Nothing can be scheduled as `{kind}`.")
         trigger = cron_trigger(cron, timezone)
         self.services.hosts.select(host)  # an unknown host fails here, not at 03:00
@@ -253,7 +250,7 @@ class Scheduler:
         except UserError:
             log.warning("schedule %s fired but no longer exists", schedule_id)
             return
-        runner = RUNNERS.get(schedule.kind)
+        runner = self.runners.get(schedule.kind)
         hosts = self.services.hosts.select(schedule.host)
         run_id = self._run_started(schedule)
         state = "done"
@@ -274,7 +271,7 @@ class Scheduler:
         self._run_finished(run_id, state, message.text)
         self.delivery.deliver(schedule.channel, self._with_next_run(message, schedule_id))
 
-    def _fleet_run(self, schedule: Schedule, runner: Runner, hosts: list[DockerHost]) -> Message:
+    def _fleet_run(self, schedule: Schedule, runner: ScheduledRunner, hosts: list[DockerHost]) -> Message:
         """One summary for the fleet: a row per host, hostname first, then the total."""
         timeout = self.services.settings.fleet_run_timeout
         results = fan_out(hosts, lambda host: runner(self.services, host, schedule.params), timeout)
