@@ -7,11 +7,6 @@ LRU, so a press never re-runs a command (chatops-lessons.md, Botkube #907).
 
 from __future__ import annotations
 
-import secrets
-import threading
-import time
-from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from bot.core.commands import ActionRequest, ArgParser, Command, Reply, Request, UsageError
@@ -58,39 +53,6 @@ def paginate(header: str, rows: list[str], budget: int = PAGE_BUDGET) -> list[tu
         size += 1 + len(row)
     pages.append((start, len(rows)))
     return pages
-
-
-class ListingStore:
-    """Bounded LRU of listings by random token, each kept `ttl` seconds (in memory, per process)."""
-
-    def __init__(self, capacity: int = 32, ttl: float = 1800, clock: Callable[[], float] = time.monotonic):
-        self.capacity = capacity
-        self.ttl = ttl
-        self.clock = clock
-        self._items: OrderedDict[str, tuple[float, Listing]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def add(self, listing: Listing) -> str:
-        token = secrets.token_urlsafe(12)
-        with self._lock:
-            self._items[token] = (self.clock(), listing)
-            while len(self._items) > self.capacity:
-                self._items.popitem(last=False)
-        return token
-
-    def get(self, token: str) -> Listing | None:
-        with self._lock:
-            item = self._items.get(token)
-            if item is None:
-                return None
-            if self.clock() - item[0] > self.ttl:
-                del self._items[token]
-                return None
-            self._items.move_to_end(token)
-            return item[1]
-
-
-STORE = ListingStore()
 
 
 def page_message(listing: Listing, token: str, page: int) -> Message:
@@ -164,7 +126,7 @@ def run(req: Request, reply: Reply) -> None:
         pages=paginate(header, lines),
         summary=summary_line(images, images_in_use(api)),
     )
-    token = STORE.add(listing) if len(listing.pages) > 1 else ""
+    token = req.services.listings.add(listing) if len(listing.pages) > 1 else ""
     reply.send(page_message(listing, token, 0))
 
 
@@ -180,7 +142,7 @@ def more(req: ActionRequest, reply: Reply) -> None:
     """The next page replaces the card: one message to scroll, not one per page, and the old
     More button is gone, so a second press cannot post the same page twice."""
     token, _, page_text = req.value.partition(":")
-    listing = STORE.get(token)
+    listing = req.services.listings.get(token)
     page = int(page_text) if page_text.isdigit() else -1
     if listing is None or not 0 <= page < len(listing.pages):
         reply.private(

@@ -7,9 +7,9 @@ import time
 from bot.core.commands import ActionRequest, ArgParser, Command, Reply, Request, UserError
 from bot.core.confirmations import may_press
 from bot.core.live import LiveMessage
-from bot.core.settings import Settings
+from bot.core.services import Services
 from bot.engine.hosts import CONNECTION_ERRORS, DockerHost, EngineUnavailable, connection_cause
-from bot.engine.pulling import PULLS, PullError, PullSnapshot, registry_auth
+from bot.engine.pulling import PullError, PullSnapshot, registry_auth
 from bot.engine.reference import Reference, parse_reference
 from bot.render.messages import Message, code_blocks, context, section
 
@@ -25,17 +25,18 @@ def add_arguments(parser: ArgParser) -> None:
 
 
 def run(req: Request, reply: Reply) -> None:
-    pull(req.args.name, req.host, req.services.settings, reply)
+    pull(req.args.name, req.host, req.services, reply)
 
 
 def on_pull_button(req: ActionRequest, reply: Reply) -> None:
     # The value is an image name from a search result; it is parsed like typed text, nothing more.
     if may_press(req, reply, "operator", req.host.name, "pull.refused"):
-        pull(req.value.strip(), req.host, req.services.settings, reply)
+        pull(req.value.strip(), req.host, req.services, reply)
 
 
-def pull(text: str, host: DockerHost, settings: Settings, reply: Reply) -> None:
+def pull(text: str, host: DockerHost, services: Services, reply: Reply) -> None:
     """Validate `text` (nothing reaches the engine if it is not a reference), then pull it live."""
+    settings = services.settings
     typed = parse_reference(text)
     ref = typed.with_default_tag()
     view = PullView(ref, host, defaulted=not (typed.tag or typed.digest))
@@ -51,7 +52,7 @@ def pull(text: str, host: DockerHost, settings: Settings, reply: Reply) -> None:
         live.show(view.render(snapshot))
 
     try:
-        result = PULLS.pull(
+        result = services.pulls.pull(
             host,
             ref,
             on_update,

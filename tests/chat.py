@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bot.core.router import Router
+from bot.core.services import Services
 from bot.terminal.shell import Shell, TerminalRef, TerminalReply
 
 # A card's buttons (lower-cased label -> action id, value) and the message they belong to.
@@ -27,6 +28,10 @@ class ChatBot:
 
     def __call__(self, line: str) -> str:
         return self._output_of(lambda: self.shell.run_line(line))
+
+    @property
+    def services(self) -> Services:
+        return self.shell.router.services
 
     @property
     def transcript(self) -> str:

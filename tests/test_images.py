@@ -17,8 +17,9 @@ from bot.render.formatting import human_size
 from bot.render.messages import MAX_BLOCKS, MAX_SECTION_TEXT, Message
 from bot.render.text import render
 from bot.sandbox import Engine, Sandbox
+from bot.state.listings import ListingStore
 from bot.terminal.shell import TerminalRef, TerminalReply
-from handlers.images import MORE_ACTION, Listing, ListingStore, paginate
+from handlers.images import MORE_ACTION, Listing, paginate
 from tests.chat import ChatBot
 from tests.conftest import SlackHttpBot
 from tests.fakes.slack_requests import block_actions_body, block_actions_payload, post_signed

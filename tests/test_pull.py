@@ -25,7 +25,7 @@ from bot.core.router import Router
 from bot.core.services import Services, build_services
 from bot.core.settings import RegistryCredentials, Settings
 from bot.engine.hosts import DockerHost, HostPool
-from bot.engine.pulling import PULLS, PullProgress, registry_auth
+from bot.engine.pulling import PullProgress, registry_auth
 from bot.render.messages import Message
 from bot.render.text import render
 from bot.sandbox import Engine, Sandbox, push_image
@@ -239,9 +239,9 @@ def test_progress_lines_render_both_engine_stores() -> None:
 
 @pytest.mark.parametrize("text", ["UPPER", '"a b"', "ubuntu:tag:extra", "-x"])
 def test_invalid_references_never_reach_the_engine(chat: ChatBot, docker_cli: Cli, text: str) -> None:
-    before = PULLS.engine_pulls
+    before = chat.services.pulls.engine_pulls
     out = chat(f"/docker pull {text}").strip()
-    assert PULLS.engine_pulls == before
+    assert chat.services.pulls.engine_pulls == before
     if text == "-x":  # an option, not a name: a usage reply
         assert "Usage:" in out
         return
@@ -308,7 +308,7 @@ def test_stalled_registry_ends_the_pull(quick_chat: ChatBot, fake_registry: Fake
     assert "No progress from the registry for 1.5 s; the pull was stopped." in out
     assert 1.5 <= took < 5
     assert fake_registry.requests("manifests")  # it did reach the registry, which then said nothing
-    assert PULLS.in_flight() == []
+    assert quick_chat.services.pulls.in_flight() == []
 
 
 def test_registry_stalling_mid_stream_ends_the_pull(
@@ -330,7 +330,7 @@ def test_engine_down_is_said_in_the_pull_message(services: Services) -> None:
     final = final_message(out)
     assert "Cannot reach the Docker engine on host local" in final
     assert "unexpected" not in out and "Traceback" not in out
-    assert PULLS.in_flight() == []
+    assert services.pulls.in_flight() == []
 
 
 # --------------------------------------------------------------------------------------- sharing
@@ -342,7 +342,7 @@ def test_two_pulls_of_one_image_share_one_engine_pull(
     fake_registry.manifest_delay = 1.5  # the first pull is still running when the second asks
     ref = f"{fake_registry.address}/{fresh_image(sandbox)}"
     replies = [RecordingReply(), RecordingReply()]
-    before = PULLS.engine_pulls
+    before = router.services.pulls.engine_pulls
     since = time.time()
 
     def ask(reply: RecordingReply) -> None:
@@ -355,7 +355,7 @@ def test_two_pulls_of_one_image_share_one_engine_pull(
     for t in threads:
         t.join(30)
     until = time.time() + 1
-    assert PULLS.engine_pulls == before + 1
+    assert router.services.pulls.engine_pulls == before + 1
     assert len(engine_pull_events(docker_cli, since, until, ref)) == 1
     # One engine pull asks for each manifest once (HEAD by tag, GET by tag, GET by digest).
     asked = Counter((method, path) for method, path, _ in fake_registry.requests("manifests"))
@@ -368,10 +368,10 @@ def test_two_pulls_of_one_image_share_one_engine_pull(
 
 def test_a_pull_after_a_finished_one_starts_afresh(chat: ChatBot, docker_cli: Cli) -> None:
     docker_cli("pull", "busybox")
-    before = PULLS.engine_pulls
+    before = chat.services.pulls.engine_pulls
     chat("/docker pull busybox")
     chat("/docker pull busybox")
-    assert PULLS.engine_pulls == before + 2
+    assert chat.services.pulls.engine_pulls == before + 2
 
 
 # --------------------------------------------------------------------------------------- Slack
@@ -460,18 +460,18 @@ def test_pull_button_pulls_the_named_image(router: Router, docker_cli: Cli) -> N
 
 @pytest.mark.parametrize("value", ["alpine; rm -rf /", "UPPER", "", "$(id)"])
 def test_pull_button_refuses_anything_but_a_name(router: Router, value: str) -> None:
-    before = PULLS.engine_pulls
+    before = router.services.pulls.engine_pulls
     reply = RecordingReply()
     router.press("dockerbot:pull.start", value, user="U111", channel="C1", message=None, reply=reply)  # type: ignore[arg-type]
-    assert PULLS.engine_pulls == before
+    assert router.services.pulls.engine_pulls == before
     assert [kind for kind, _, _ in reply.calls] == ["private"]
     assert "invalid reference format" in reply.last
 
 
 def test_pull_button_needs_the_operator_role(router: Router) -> None:
-    before = PULLS.engine_pulls
+    before = router.services.pulls.engine_pulls
     reply = RecordingReply()
     router.press("dockerbot:pull.start", "alpine", user="U2", channel="C1", message=None, reply=reply)  # type: ignore[arg-type]
-    assert PULLS.engine_pulls == before
+    assert router.services.pulls.engine_pulls == before
     assert [kind for kind, _, _ in reply.calls] == ["private"]
     assert "needs the operator role on host local" in reply.last

@@ -9,10 +9,14 @@ from bot.core import config_file
 from bot.core.access import Access
 from bot.core.settings import Settings
 from bot.engine.hosts import HostPool
+from bot.engine.pulling import PullRegistry
+from bot.state.listings import ListingStore
 from bot.state.store import Store, database_url
 
 if TYPE_CHECKING:
     from bot.core.commands import Command
+    from bot.engine.ledger import Ledger
+    from bot.jobs.scheduler import Scheduler
 
 
 @dataclass
@@ -23,9 +27,11 @@ class Services:
     store: Store
     access: Access
     policies: dict[str, str] = field(default_factory=dict)  # named cleanup policies from the config
+    pulls: PullRegistry = field(default_factory=PullRegistry)  # the pulls running in this process
+    listings: ListingStore[Any] = field(default_factory=ListingStore)  # `images` pages for More
     # Set by the process that runs them (serve/shell); None in a bare Services (some tests).
-    scheduler: Any = None  # bot.jobs.scheduler.Scheduler
-    ledger: Any = None  # bot.engine.ledger.Ledger: when each image was last used
+    scheduler: Scheduler | None = None
+    ledger: Ledger | None = None  # when each image was last used
 
     def command(self, name: str) -> Command | None:
         for cmd in self.commands:

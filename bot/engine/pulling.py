@@ -413,6 +413,3 @@ class PullRegistry:
         for job in jobs:
             job.interrupt(reason)
         return len(jobs)
-
-
-PULLS = PullRegistry()

@@ -408,9 +408,7 @@ class JobReports:
 
 def finish(services: Any, work: ThreadPoolExecutor) -> None:
     """End running pulls with a message that says so, let the other work finish, close up."""
-    from bot.engine.pulling import PULLS
-
-    PULLS.interrupt_all("the bot is shutting down; run the pull again when it is back")
+    services.pulls.interrupt_all("the bot is shutting down; run the pull again when it is back")
     work.shutdown(wait=True, cancel_futures=True)  # replies to interrupted pulls go out here
     if services.scheduler is not None:
         services.scheduler.shutdown(wait=True)
