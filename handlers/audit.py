@@ -33,7 +33,7 @@ def run(req: Request, reply: Reply) -> None:
         for e in entries
     ]
     table = format_table(["TIME (UTC)", "USER", "CHANNEL", "HOST", "ACTION", "IMAGE", "RESULT"], rows)
-    reply.send(Message(text=f"Last {len(entries)} audit entries", blocks=code_blocks(table)[:45]))
+    reply.send(Message(text=f"Last {len(entries)} audit entries", blocks=code_blocks(table)))
 
 
 COMMAND = Command(

@@ -13,7 +13,7 @@ def add_arguments(parser: ArgParser) -> None:
 
 def run(req: Request, reply: Reply) -> None:
     table, up, total = hosts_table(req.services.hosts, req.services.settings.host_timeout)
-    blocks = [header(f"{total} Docker hosts, {up} up"), *code_blocks(table)[:45]]
+    blocks = [header(f"{total} Docker hosts, {up} up"), *code_blocks(table)]
     blocks.append(context("`--host NAME` (or `@NAME` first) picks a host; `--host all` works for reads."))
     reply.send(Message(text=f"{total} hosts, {up} up", blocks=blocks))
 

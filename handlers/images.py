@@ -2,7 +2,7 @@
 
 A page is one code section (header line + as many rows as fit in 3,000 chars). When there are
 more, a **More** button carries only a random token: the rows stay here, in a small in-memory
-LRU, so a press never re-runs a command (chatops-lessons.md, Botkube #907).
+LRU, so a press never re-runs a command (Botkube's issue #907: a button that re-ran its command).
 """
 
 from __future__ import annotations

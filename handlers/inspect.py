@@ -188,7 +188,7 @@ def ambiguous_message(error: AmbiguousImage) -> Message:
             f"Error: `{shown(error.ref)}` is ambiguous: it matches {len(error.candidates)} images. "
             "Use a longer ID prefix or a name:"
         ),
-        *code_blocks("\n".join(shown_lines))[:40],
+        *code_blocks("\n".join(shown_lines)),
     ]
     if len(lines) > len(shown_lines):
         blocks.append(context(f"… and {len(lines) - len(shown_lines)} more."))

@@ -111,8 +111,9 @@ class PullView:
             text = f"Pulling {self.ref.familiar()}…"
         return Message(
             text=text,
-            blocks=[*code_blocks("\n".join(lines))[-48:], context(self._context(state))],
+            blocks=[*code_blocks("\n".join(lines)), context(self._context(state))],
             in_channel=True,
+            keep="end",
         )
 
     def render_error(
@@ -120,13 +121,13 @@ class PullView:
     ) -> Message:
         """`engine`: the engine's own text, shown verbatim at the end of the CLI output; else our mrkdwn."""
         shown = [*self._head(), *lines, *([problem] if engine else [])]
-        blocks = code_blocks("\n".join(shown))[-46:] if shown else []
+        blocks = code_blocks("\n".join(shown)) if shown else []
         if not engine:
             blocks.append(section(problem))
         if hint:
             blocks.append(section(hint))
         blocks.append(context(self._context(f"Pull of `{self.ref.familiar()}` failed on {{host}}")))
-        return Message(text=problem, blocks=blocks, in_channel=True)
+        return Message(text=problem, blocks=blocks, in_channel=True, keep="end")
 
 
 COMMAND = Command(

@@ -13,6 +13,7 @@ from typing import Any
 
 import docker
 
+from bot import metrics
 from bot.core import confirmations
 from bot.core.commands import ActionRequest, ArgParser, Command, Reply, Request, UserError
 from bot.engine.diskusage import ImagesUsage, images_usage
@@ -76,7 +77,7 @@ def plan_image(
     usage: ImagesUsage,
     force: bool,
 ) -> Planned:
-    """Predict what the engine will do, by the rules of moby's image_delete.go (docker-engine.md §1e).
+    """Predict what the engine will do, by the rules of moby's daemon/images/image_delete.go (ImageDelete).
 
     The engine has the last word: the result after Confirm shows what it really did."""
     tags = list(image["RepoTags"])
@@ -204,7 +205,7 @@ def card(pending: PendingAction, plans: list[Planned], problems: list[str]) -> M
         for f, on in (("--force", pending.payload["force"]), ("--no-prune", pending.payload["noprune"]))
         if on
     )
-    blocks = [header(title), *sections(body)[:40]]
+    blocks = [header(title), *sections(body)]
     if problems:
         blocks.append(section("Left out:\n" + "\n".join(f"• {p}" for p in problems)[:2900]))
     blocks.append(
@@ -284,6 +285,7 @@ def execute(
             request_id=req.request_id,
         )
     after = images_usage(api).total
+    metrics.RECLAIMED_BYTES.inc(max(before - after, 0))
     return lines, max(before - after, 0)
 
 

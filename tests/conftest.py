@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-# Isolation first, before any SDK reads the environment (slack-platform.md §2.2, §3.7).
+# Isolation first, before any SDK reads the environment: slack-sdk loads proxy variables itself
+# (slack_sdk/proxy_env_variable_loader.py).
 # slack-sdk ignores NO_PROXY, so proxy variables must go; SLACK_CLIENT_ID would switch Bolt to OAuth.
 for _key in list(os.environ):
     if _key.upper() in {"HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"} or _key.startswith(

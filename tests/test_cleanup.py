@@ -12,7 +12,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -28,7 +27,7 @@ from bot.jobs.cleanup import run_scheduled_cleanup
 from bot.jobs.cleanup_plan import plan_cleanup
 from bot.jobs.cleanup_report import summary_message
 from bot.jobs.cleanup_run import execute_cleanup
-from bot.jobs.policy import load_policies, parse_policy, resolve_policy
+from bot.jobs.policy import check_policies, parse_policy, resolve_policy
 from bot.jobs.scheduler import Scheduler
 from bot.render.messages import MAX_SECTION_TEXT, Message
 from bot.render.text import render
@@ -278,29 +277,6 @@ def test_a_bad_rule_is_named(text: str, message: str) -> None:
     assert message in str(caught.value)
 
 
-def test_named_policies_from_yaml(tmp_path: Path) -> None:
-    path = tmp_path / "policies.yaml"
-    path.write_text(
-        "policies:\n"
-        "  nightly: unused-since 14d, keep-newest 3\n"
-        "  ci:\n    - dangling\n    - unused --older-than 7d\n    - exclude postgres:*\n"
-        "  default: dangling, grace 2h\n"
-    )
-    policies = load_policies(path)
-    assert policies["nightly"].text == "unused-since 14d, keep-newest 3, grace 1h"
-    assert policies["ci"].text == "dangling, unused --older-than 7d, exclude postgres:*, grace 1h"
-    services = SimpleNamespace(policies={}, settings=SimpleNamespace(policies_file=path))
-    assert resolve_policy("ci", services).name == "ci"
-    assert resolve_policy(None, services).text == "dangling, grace 2h", "the file's default"
-    assert resolve_policy("unused", services).text == "unused, grace 1h", "not a name: inline rules"
-    path.write_text("policies:\n  broken: unused-since soon\n")
-    with pytest.raises(UserError, match="policy `broken`: `unused-since soon`"):
-        resolve_policy("broken", services)  # the changed file is read again
-    path.write_text("policies: [unused\n")
-    with pytest.raises(UserError, match="not valid YAML"):
-        load_policies(path)
-
-
 def test_named_policies_from_the_bot_config() -> None:
     """`policies:` in DOCKERBOT_CONFIG arrive as services.policies (name -> rules)."""
     services = SimpleNamespace(
@@ -311,6 +287,12 @@ def test_named_policies_from_the_bot_config() -> None:
     services.policies["bad"] = "keep-newest lots"
     with pytest.raises(UserError, match="policies: `bad`: `keep-newest lots`"):
         resolve_policy("nightly", services)
+
+
+@pytest.mark.parametrize("name", ["dangling", "keep-newest", "a b", "-x", ""])
+def test_a_policy_name_that_reads_as_a_rule_or_is_malformed_is_refused(name: str) -> None:
+    with pytest.raises(UserError, match="cannot name a policy"):
+        check_policies({name: "dangling"})
 
 
 # `--channel` of `cleanup schedule` and `report schedule` (bot/core/channels.py).

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from bot.core.router import Router
 from bot.core.services import Services
 from bot.engine.reference import InvalidReference, looks_like_id, parse_reference
-from bot.render.messages import MAX_BLOCKS, MAX_SECTION_TEXT, Message
+from bot.render.messages import MAX_SECTION_TEXT, Message
+from bot.slack.limits import MAX_MESSAGE_BLOCKS, fit
 
 NASTY = [
     "; rm -rf /",
@@ -140,7 +141,7 @@ def test_any_command_text_gets_a_reply_and_only_valid_names_reach_the_engine(
             text,
             message.text,
         )
-        assert len(message.blocks) <= MAX_BLOCKS
+        assert len(fit(message).blocks) <= MAX_MESSAGE_BLOCKS
         for block in message.blocks:
             assert len(block.get("text", {}).get("text", "")) <= MAX_SECTION_TEXT
     for method, url in seen:

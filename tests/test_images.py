@@ -14,9 +14,10 @@ import pytest
 
 from bot.engine.images import image_rows, list_images
 from bot.render.formatting import human_size
-from bot.render.messages import MAX_BLOCKS, MAX_SECTION_TEXT, Message
+from bot.render.messages import MAX_SECTION_TEXT, Message
 from bot.render.text import render
 from bot.sandbox import Engine, Sandbox
+from bot.slack.limits import MAX_MESSAGE_BLOCKS
 from bot.state.listings import ListingStore
 from bot.terminal.shell import TerminalRef, TerminalReply
 from handlers.images import MORE_ACTION, Listing, paginate
@@ -277,7 +278,7 @@ def test_listing_store_is_bounded_and_expires() -> None:
 
 def _check_limits(body: dict[str, Any]) -> None:
     blocks = body["blocks"]
-    assert len(blocks) <= MAX_BLOCKS
+    assert len(blocks) <= MAX_MESSAGE_BLOCKS
     for block in blocks:
         assert len(block.get("text", {}).get("text", "")) <= MAX_SECTION_TEXT
 

@@ -36,8 +36,9 @@ from bot.jobs.report import (
     system_df,
 )
 from bot.jobs.scheduler import Scheduler
-from bot.render.messages import MAX_BLOCKS, MAX_SECTION_TEXT, Message
+from bot.render.messages import MAX_SECTION_TEXT, Message
 from bot.sandbox import Engine
+from bot.slack.limits import MAX_MESSAGE_BLOCKS
 from tests.chat import ChatBot
 from tests.conftest import SlackHttpBot
 
@@ -124,7 +125,7 @@ def sections(message: Message) -> list[str]:
 
 
 def check_block_kit(blocks: list[dict[str, Any]]) -> None:
-    assert 0 < len(blocks) <= MAX_BLOCKS
+    assert 0 < len(blocks) <= MAX_MESSAGE_BLOCKS
     for block in blocks:
         if block["type"] in ("section", "header"):
             assert len(block["text"]["text"]) <= (MAX_SECTION_TEXT if block["type"] == "section" else 150)
@@ -238,7 +239,7 @@ def test_legacy_shape_follows_the_cli_formulas() -> None:
 
 
 def test_engine_29_shape_uses_the_daemons_counts() -> None:
-    """API >= 1.53 (docker-engine.md §1f): only the *Usage objects; Items only with verbose=1."""
+    """API >= 1.53 (moby daemon/server/router/system): only the *Usage objects; Items only with verbose=1."""
     df = {
         "ImageUsage": {"ActiveCount": 2, "TotalCount": 5, "Reclaimable": 11_630_000, "TotalSize": 16_430_000},
         "ContainerUsage": {"ActiveCount": 0, "TotalCount": 2, "Reclaimable": 212, "TotalSize": 212},

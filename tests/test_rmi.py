@@ -45,6 +45,18 @@ def test_cancel_removes_nothing_and_says_who(chat: ChatBot, clean_engine: Engine
     assert "Unknown command confirm" in chat("confirm"), "the buttons are gone from the card"
 
 
+def test_confirm_on_a_stale_copy_of_a_cancelled_card_says_who_cancelled(
+    chat: ChatBot, clean_engine: Engine
+) -> None:
+    clean_engine.cli("pull", "alpine")
+    chat("rmi alpine")
+    stale = chat.card()  # another client still shows the card with its buttons
+    chat("cancel")
+    out = chat.press_as("confirm", "terminal", local=True, card=stale)
+    assert "Already cancelled by terminal. Nothing was changed." in out
+    assert exists(clean_engine, "alpine")
+
+
 def test_several_refs_by_id_prefix_digest_and_missing(chat: ChatBot, clean_engine: Engine) -> None:
     for name in ("ubuntu", "alpine", "nginx"):
         clean_engine.cli("pull", name)

@@ -201,7 +201,7 @@ def _core(text: str) -> str:
 
 
 def test_a_term_with_a_scheme_is_refused(chat: ChatBot, clean_hub: FakeHub) -> None:
-    # moby 29's text (docker-engine.md §1a); the 20.10 test engine says `Invalid repository name (ex: …)`.
+    # moby 29's text (daemon/server/router/image); the 20.10 engine says `Invalid repository name (ex: …)`.
     since = len(clean_hub.requests)
     out = chat("/docker search https://hub.docker.com/redis")
     assert out.strip() == (

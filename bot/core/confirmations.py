@@ -78,7 +78,8 @@ def cancel(req: ActionRequest, reply: Reply, kind: str) -> None:
     pending = decide(req, reply, kind, "cancelled")
     if pending is None:
         return
-    req.services.store.finish(pending.id, "cancelled")
+    # It stays "cancelled", so a later press on a stale copy of the card says so.
+    req.services.store.finish(pending.id, "cancelled", state="cancelled")
     req.services.store.audit(
         user=req.user,
         channel=req.channel,

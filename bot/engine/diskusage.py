@@ -1,7 +1,7 @@
 """Image disk usage from /system/df, in both shapes the engine has spoken.
 
 API < 1.52 answers {LayersSize, Images[...]}; API ≥ 1.53 (Engine 29) answers
-{ImageUsage: {TotalSize, Reclaimable, Items (verbose only)}, ...} — see docker-engine.md §1f.
+{ImageUsage: {TotalSize, Reclaimable, Items (verbose only)}, ...} (moby daemon/server/router/system).
 """
 
 from __future__ import annotations

@@ -91,7 +91,7 @@ def fleet_message(
     )
     return Message(
         text=summary,
-        blocks=[header(title), *code_blocks("\n".join(lines))[:45], context(summary)],
+        blocks=[header(title), *code_blocks("\n".join(lines)), context(summary)],
         in_channel=True,
         files=[File(name="fleet.txt", content=full, title=title)],
     )

@@ -59,7 +59,6 @@ def connection_cause(error: BaseException) -> str:
         ("Connection refused", "connection refused (is dockerd running?)"),
         ("Permission denied", "permission denied on the engine's socket"),
         ("timed out", "the engine did not answer in time"),
-        ("Read timed out", "the engine did not answer in time"),
         ("Name or service not known", "unknown host name"),
         ("Unable to connect to port", "cannot connect to its ssh server (is sshd running?)"),
         ("Error reading SSH protocol banner", _SSH_NO_HANDSHAKE),

@@ -1,6 +1,7 @@
 """A small Docker Hub HTTP client: repository search and tag listing.
 
-Hub's v2 API (docker-engine.md §3b, §3c), not the engine's /images/search: Hub
+Hub's v2 API (GET /v2/search/repositories/, which the Hub website uses, and the documented
+GET /v2/namespaces/{ns}/repositories/{repo}/tags), not the engine's /images/search: Hub
 gives pull counts, and paging lets filters apply before the limit is cut (the
 engine filters only the first `limit` results, so `--filter stars=N` can come up short).
 """

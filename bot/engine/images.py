@@ -249,7 +249,8 @@ def _parse(text: str) -> Reference | None:
 
 
 class ImageIndex:
-    """Resolves references against one listing, like the engine's image store (docker-engine.md §1d).
+    """Resolves references against one listing, like the engine's image store (moby
+    daemon/images/image.go, GetImage).
 
     Build it once to resolve many refs (rmi) from a single list call.
     """

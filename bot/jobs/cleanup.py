@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import docker
 
+from bot import metrics
 from bot.engine.hosts import CONNECTION_ERRORS, DockerHost, EngineUnavailable, connection_cause
 from bot.engine.removal import explain
 from bot.errors import UserError
@@ -63,9 +64,11 @@ def run_cleanup(
             host.name, policy.text, errors=[f"Cannot reach the Docker engine on {host.name}: {cause}."]
         )
         result.duration = time.monotonic() - started
+        metrics.CLEANUP_RUNS.labels("failed").inc()
         return summary_message(host.name, result, next_run)
     except docker.errors.APIError as error:
         result = CleanupResult(host.name, policy.text, errors=[explain(error)])
+        metrics.CLEANUP_RUNS.labels("failed").inc()
         return summary_message(host.name, result, next_run)
     return summary_message(
         host.name,
@@ -104,6 +107,8 @@ def execute_plan(
         )
 
     result = execute_cleanup(host.api, plan, prune_build_cache=prune_build_cache, on_done=audit)
+    metrics.CLEANUP_RUNS.labels("failed" if result.errors else "ok").inc()
+    metrics.RECLAIMED_BYTES.inc(result.reclaimed)
     try:
         entries.flush()
     except Exception as error:  # the removals happened: the summary must still say what they were

@@ -162,7 +162,8 @@ def _filesystem_size(api: docker.APIClient, host: str) -> tuple[int | None, str 
 
 
 def build_cache_size(api: docker.APIClient) -> int:
-    """Reclaimable build cache from /system/df, in both shapes (docker-engine.md §1f)."""
+    """Reclaimable build cache from /system/df, in both shapes (API < 1.52: BuildCache[];
+    >= 1.53: BuildCacheUsage)."""
     df = api._result(api._get(api._url("/system/df"), params={"type": "build-cache"}), True)
     if "BuildCacheUsage" in df and df.get("BuildCache") is None:
         usage = df["BuildCacheUsage"] or {}

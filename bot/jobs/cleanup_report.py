@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from bot.render.formatting import created_since, ellipsis, format_table, human_size, short_id
-from bot.render.messages import MAX_BLOCKS, File, Message, code_blocks, context, fields, header, section
+from bot.render.messages import File, Message, code_blocks, context, fields, header, section
 
 if TYPE_CHECKING:
     from bot.jobs.cleanup_plan import Candidate, CleanupPlan, Kept
@@ -175,7 +175,7 @@ def summary_message(host_name: str, result: CleanupResult, next_run: datetime | 
     long = len(result.removed) > _SHOWN_ROWS or len(result.skipped) > _SHOWN_ROWS
     files = [File(f"cleanup-{host_name}.txt", report, title)] if long else []
     facts = {"reclaimed": result.reclaimed, "removed": n, "errors": len(result.errors)}
-    return Message(text=text, blocks=blocks[: MAX_BLOCKS - 1], in_channel=True, files=files, facts=facts)
+    return Message(text=text, blocks=blocks, in_channel=True, files=files, facts=facts)
 
 
 def report_text(host_name: str, result: CleanupResult, next_run: datetime | None) -> str:

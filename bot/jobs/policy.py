@@ -7,13 +7,9 @@ the other rules protect candidates (bot/jobs/cleanup_plan.py applies them).
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-
-import yaml
 
 from bot.errors import UserError
 
@@ -217,42 +213,14 @@ def parse_policy(text: str, name: str | None = None) -> Policy:
 _POLICY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
-def load_policies(path: str | Path) -> dict[str, Policy]:
-    """Named policies from YAML: `policies: {nightly: "unused-since 14d, keep-newest 3", ci: [...]}`
-    (a rule list or one string each). A policy named `default` is used when none is given."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except OSError as error:
-        raise UserError(f"Cannot read the policies file {path}: {error.strerror or error}.") from None
-    except yaml.YAMLError as error:
-        raise UserError(f"The policies file {path} is not valid YAML: {error}".split("\n")[0]) from None
-    if isinstance(data, dict) and "policies" in data:
-        data = data["policies"]
-    if not isinstance(data, dict):
-        raise UserError(f"The policies file {path} must map policy names to rules.")
-    policies: dict[str, Policy] = {}
-    for name, rules in data.items():
-        name = str(name)
-        if not _POLICY_NAME.fullmatch(name) or name.lower() in _RULE_WORDS:
-            raise UserError(
-                f"{path}: `{name}` cannot name a policy (letters, digits, . _ -; not a rule name)."
-            )
-        if isinstance(rules, list) and all(isinstance(r, str) for r in rules):
-            rules = ", ".join(rules)
-        if not isinstance(rules, str):
-            raise UserError(f"{path}: policy `{name}` must be a string or a list of rules.")
-        try:
-            policies[name] = parse_policy(rules, name=name)
-        except UserError as error:
-            raise UserError(f"{path}: policy `{name}`: {error}") from None
-    return policies
-
-
 def check_policies(named: dict[str, str]) -> dict[str, Policy]:
     """Parse named policies (`policies:` in DOCKERBOT_CONFIG) at start: a bad one names itself."""
     parsed = {}
     for name, text in named.items():
+        if not _POLICY_NAME.fullmatch(name) or name.lower() in _RULE_WORDS:
+            raise UserError(
+                f"policies: `{name}` cannot name a policy (letters, digits, . _ -; not a rule name)."
+            )
         try:
             parsed[name] = parse_policy(text, name=name)
         except UserError as error:
@@ -260,24 +228,9 @@ def check_policies(named: dict[str, str]) -> dict[str, Policy]:
     return parsed
 
 
-_loaded: dict[str, tuple[float, dict[str, Policy]]] = {}
-
-
 def named_policies(services: Any) -> dict[str, Policy]:
-    """Named policies: `policies:` in the bot's config, then a policies file (`policies_file` in the
-    settings, if the deployment has one; re-read when it changes)."""
-    named = check_policies(getattr(services, "policies", None) or {})
-    path = getattr(services.settings, "policies_file", None)
-    if path:
-        try:
-            mtime = os.stat(path).st_mtime
-        except OSError:
-            mtime = -1.0
-        cached = _loaded.get(str(path))
-        if cached is None or cached[0] != mtime:
-            cached = _loaded[str(path)] = (mtime, load_policies(path))
-        named.update(cached[1])
-    return named
+    """Named policies: `policies:` in the bot's config (DOCKERBOT_CONFIG)."""
+    return check_policies(getattr(services, "policies", None) or {})
 
 
 def resolve_policy(text: str | None, services: Any) -> Policy:

@@ -1,7 +1,7 @@
 """The disk-usage report: `docker system df`, the largest images, the longest unused, and a chart.
 
 The df table is the CLI's own (docker/cli `formatter/disk_usage.go`, every size `units.HumanSize`,
-precision 4). Two engine shapes (docker-engine.md §1f):
+precision 4). Two engine shapes (moby daemon/server/router/system, API 1.52 changelog):
 
 - API < 1.52 sends lists (`LayersSize`, `Images`, `Containers`, `Volumes`, `BuildCache`) and the CLI
   (v28 and older) computes the counts itself; `_legacy_*` below follow that code line by line.

@@ -290,7 +290,7 @@ class Scheduler:
             f"== {r.host} ==\n{render(r.value) if r.ok and r.value else rows[i][2]}"
             for i, r in enumerate(results)
         )
-        blocks = [header(title), *code_blocks(table)[:40]]
+        blocks = [header(title), *code_blocks(table)]
         if schedule.kind == "cleanup":
             blocks.append(section(f"Total reclaimed space: {human_size(total, 4)}"))
         return Message(
@@ -304,9 +304,14 @@ class Scheduler:
     def _with_next_run(self, message: Message, schedule_id: str) -> Message:
         nxt = self.get(schedule_id).next_run
         note = f"Schedule `{schedule_id}` · next run {_when(nxt)}" if nxt else f"Schedule `{schedule_id}`"
-        blocks = [*message.blocks[:49], context(note)] if message.blocks else []
+        blocks = [*message.blocks, context(note)] if message.blocks else []
         return Message(
-            text=message.text, blocks=blocks, in_channel=True, files=message.files, facts=message.facts
+            text=message.text,
+            blocks=blocks,
+            in_channel=True,
+            files=message.files,
+            facts=message.facts,
+            keep=message.keep,
         )
 
     def _on_missed(self, event: JobExecutionEvent) -> None:

@@ -11,8 +11,7 @@ from typing import Any, Literal
 
 Block = dict[str, Any]
 
-# Slack's limits (see shared/reference/slack-platform.md §1.4).
-MAX_BLOCKS = 50
+# Slack's limits (Block Kit reference: https://docs.slack.dev/reference/block-kit/blocks).
 MAX_SECTION_TEXT = 3000
 MAX_BUTTON_LABEL = 75
 MAX_HEADER = 150
@@ -38,6 +37,9 @@ class Message:
     facts: dict[str, Any] = field(
         default_factory=dict
     )  # numbers for summaries (e.g. bytes reclaimed); not shown
+    # Which end of the body to keep where a chat limits a message's length (bot/slack/limits.py):
+    # the start of a table, the end of a pull's output.
+    keep: Literal["start", "end"] = "start"
 
     @property
     def buttons(self) -> list[Block]:

@@ -59,7 +59,7 @@ def shut_down(server: Any, handler: Any, worker: Any) -> None:
     the rest of its work finish."""
     print("dockerbot: shutting down", flush=True)
     if handler is not None:
-        with contextlib.suppress(Exception):  # slack-sdk 3.47's close race (slack-platform.md §3.7)
+        with contextlib.suppress(Exception):  # slack-sdk 3.47's close race (builtin/connection.py disconnect)
             handler.close()
     server.close()
     worker.stop()

@@ -15,6 +15,7 @@ from slack_sdk.webhook import WebhookClient
 from bot import metrics
 from bot.render.messages import Message, context
 from bot.slack.client import count_api_error, retry_handlers
+from bot.slack.limits import fit
 
 log = logging.getLogger("dockerbot.slack")
 
@@ -32,7 +33,7 @@ class SlackRef:
 
 
 def _payload(message: Message) -> dict[str, Any]:
-    return {"text": message.text, "blocks": message.blocks}
+    return {"text": message.text, "blocks": fit(message).blocks}
 
 
 class SlackReply:
@@ -125,8 +126,9 @@ class SlackReply:
                 notes.append(f"Could not attach `{file.name}` ({error.response.get('error')}).")
         return Message(
             text=message.text,
-            blocks=[*message.blocks[:49], context(" ".join(notes))],
+            blocks=[*message.blocks, context(" ".join(notes))],
             in_channel=message.in_channel,
+            keep=message.keep,
         )
 
 

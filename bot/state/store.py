@@ -198,12 +198,13 @@ class Store:
             return Claim(False, self.get_pending(action_id), "expired")
         return Claim(False, action, action.state)
 
-    def finish(self, action_id: str, result: str) -> None:
+    def finish(self, action_id: str, result: str, *, state: str = "done") -> None:
+        """Record how a claimed action ended: "done" after it ran, or kept "cancelled"."""
         with self.engine.begin() as conn:
             conn.execute(
                 update(pending_actions)
                 .where(pending_actions.c.id == action_id)
-                .values(state="done", result=result)
+                .values(state=state, result=result)
             )
 
     def _set_state(self, action_id: str, state: str, only_if: str) -> None:
