@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import SimpleNamespace
 
+import docker
 import pytest
 
 from bot.core.channels import channel_text, member_hint, parse_channel
@@ -24,7 +25,7 @@ from bot.engine.hosts import DockerHost
 from bot.engine.ledger import Ledger
 from bot.jobs import cleanup_run
 from bot.jobs.cleanup import run_scheduled_cleanup
-from bot.jobs.cleanup_plan import plan_cleanup
+from bot.jobs.cleanup_plan import _filesystem_size, plan_cleanup
 from bot.jobs.cleanup_report import summary_message
 from bot.jobs.cleanup_run import execute_cleanup
 from bot.jobs.policy import check_policies, parse_policy, resolve_policy
@@ -515,3 +516,10 @@ def test_schedules_are_for_admins_and_bad_ones_are_refused(scheduled: tuple[Serv
     out = chat("cleanup schedule 30 2 * * 1-5")  # unquoted cron words are joined
     assert "30 2 * * 1-5" in out
     assert len(services.scheduler.list("cleanup")) == 1
+
+
+def test_a_percent_threshold_is_not_measured_on_this_machine_for_a_remote_engine() -> None:
+    """A tcp:// engine's data root may exist here as a path on another disk: never statvfs it."""
+    remote = docker.APIClient(base_url="tcp://127.0.0.1:9", version="1.41")  # never contacted
+    size, problem = _filesystem_size(remote, "edge")
+    assert size is None and problem and "edge is reached over the network" in problem

@@ -164,6 +164,7 @@ def test_a_plan_seeds_unknown_images_and_refreshes_those_in_use(
         host_name="local",
         ledger=ledger,
         now=before,
+        record=True,  # a run
     )
     assert [c.image_id for c in plan.candidates] == [idle]
     assert {k.image_id: k.reason for k in plan.kept}[busy] == "in use by holder (created)"
@@ -190,3 +191,19 @@ def test_concurrent_touches_are_safe(services: Services) -> None:
         t.join()
     assert not errors
     assert ledger.last_used("local", f"sha256:{49:064x}") == 7049.0
+
+
+def test_a_preview_reads_the_ledger_and_a_run_writes_it(services: Services, clean_engine: Engine) -> None:
+    """A viewer may preview: that must not change the bot's state. A run records first sight."""
+    [image] = load_images(clean_engine, [Spec(["preview/app:1"], 30 * DAY)])
+    ledger = Ledger(services.store.engine)
+    policy = parse_policy("unused-since 14d")
+    preview = plan_cleanup(
+        services.hosts.default.api, policy, host_name="local", ledger=ledger, now=time.time()
+    )
+    assert [c.image_id for c in preview.candidates] == [image], "first sight counts as its Created time"
+    assert ledger.all_last_used("local") == {}, "the preview wrote nothing"
+    plan_cleanup(
+        services.hosts.default.api, policy, host_name="local", ledger=ledger, now=time.time(), record=True
+    )
+    assert set(ledger.all_last_used("local")) == {image}

@@ -40,9 +40,12 @@ def ledger_of(services: Services) -> Ledger:
     return services.ledger
 
 
-def plan_now(services: Services, host: DockerHost, policy: Policy) -> CleanupPlan:
-    """The dry run as of now, with last use from the process's ledger."""
-    return plan_cleanup(host.api, policy, host_name=host.name, ledger=ledger_of(services), now=time.time())
+def plan_now(services: Services, host: DockerHost, policy: Policy, *, record: bool = False) -> CleanupPlan:
+    """The dry run as of now, with last use from the process's ledger; `record` (a run) also
+    brings the ledger up to date with what the listing shows."""
+    return plan_cleanup(
+        host.api, policy, host_name=host.name, ledger=ledger_of(services), now=time.time(), record=record
+    )
 
 
 def run_cleanup(
@@ -57,7 +60,7 @@ def run_cleanup(
     user, channel, request_id = audit_as
     started = time.monotonic()
     try:
-        plan = plan_now(services, host, policy)
+        plan = plan_now(services, host, policy, record=True)
     except (EngineUnavailable, *CONNECTION_ERRORS) as error:
         cause = error.cause if isinstance(error, EngineUnavailable) else connection_cause(error)
         result = CleanupResult(

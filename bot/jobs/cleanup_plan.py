@@ -146,8 +146,19 @@ def _select(image: Summary, policy: Policy, last_used: float, now: float) -> tup
     return None, recently
 
 
+_UNIX_SOCKET_BASE_URL = "http+docker://localhost"  # docker-py's base_url for unix://
+
+
 def _filesystem_size(api: docker.APIClient, host: str) -> tuple[int | None, str | None]:
-    """The size of the engine's data-root filesystem: only measurable from the engine's machine."""
+    """The size of the engine's data-root filesystem: only measurable from the engine's machine.
+
+    Only an engine reached through a unix socket is on this machine; a tcp:// or ssh:// engine's
+    data root may exist here too, as a path on another disk, which would give a wrong size."""
+    if api.base_url != _UNIX_SOCKET_BASE_URL:
+        return None, (
+            f"percent thresholds need the engine on the bot's machine; {host} is reached over the "
+            "network, so the threshold keeps everything (give sizes instead, e.g. 50GB)"
+        )
     try:
         root = api.info().get("DockerRootDir") or ""
         stat = os.statvfs(root) if root and os.path.isdir(root) else None
@@ -173,7 +184,13 @@ def build_cache_size(api: docker.APIClient) -> int:
 
 
 def plan_cleanup(
-    api: docker.APIClient, policy: Policy, *, host_name: str, ledger: Ledger | None, now: float
+    api: docker.APIClient,
+    policy: Policy,
+    *,
+    host_name: str,
+    ledger: Ledger | None,
+    now: float,
+    record: bool = False,
 ) -> CleanupPlan:
     """What a run would remove as of `now` (a dry run), and what it keeps and why.
 
@@ -190,12 +207,15 @@ def plan_cleanup(
 
     last: dict[str, float] = {}
     if ledger is not None:
-        # Read before refreshing the in-use images, so "in use" (not "used just now") is the reason shown.
-        ledger.seed(host_name, images)
         known = ledger.all_last_used(host_name)
         last = {image_id: when for image_id, (when, _source) in known.items()}
-        ledger.refresh_in_use(host_name, [i for i in used if i in by_id], time.time())
-        ledger.forget_many(host_name, set(known) - set(by_id))
+        for image in images:  # first sight: last use is its Created time, as the ledger seeds it
+            last.setdefault(image["Id"], float(image.get("Created") or 0))
+        if record:  # a run, not a preview a viewer may ask for: only runs write the ledger
+            # Read above, before the in-use images are refreshed: "in use" is the reason shown.
+            ledger.seed(host_name, images)
+            ledger.refresh_in_use(host_name, [i for i in used if i in by_id], time.time())
+            ledger.forget_many(host_name, set(known) - set(by_id))
 
     def last_used(image: Summary) -> float:
         return last.get(image["Id"], float(image.get("Created") or 0))
