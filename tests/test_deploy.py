@@ -31,6 +31,8 @@ import yaml
 
 from bot.core.settings import Settings, env_key
 from bot.sandbox import Engine
+from bot.slack.app import BOT_EVENTS, SLASH_COMMAND
+from bot.slack.client import WEB_API_METHODS, DeclaredWebClient, UndeclaredSlackMethod
 from tests.chat import ChatBot
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,16 +61,6 @@ def default(field: str) -> Any:
 # ------------------------------------------------------------------------------------ Slack manifest
 
 # Every Web API method the bot calls, with the bot scope it needs (None: no scope).
-WEB_API_SCOPES: dict[str, str | None] = {
-    "chat_postMessage": "chat:write",
-    "chat_update": "chat:write",
-    "chat_postEphemeral": "chat:write",
-    "files_upload_v2": "files:write",
-    "conversations_open": "im:write",
-    "usergroups_users_list": "usergroups:read",
-    "views_publish": None,
-    "auth_test": None,
-}
 # Asked for ahead of the code that uses them (App Home, user-group roles).
 PLANNED = {"usergroups:read", "app_home_opened"}
 
@@ -139,24 +131,22 @@ def test_manifest_has_the_command_buttons_home_and_socket_mode() -> None:
     assert doc["features"]["app_home"]["messages_tab_read_only_enabled"] is True
 
 
-def code_text() -> str:
-    return "\n".join(p.read_text() for p in source_files())
-
-
 def test_scopes_are_exactly_what_the_code_calls() -> None:
-    code = code_text()
-    called = set(re.findall(r"client\.([a-z]+_[A-Za-z0-9_]+)\(", code))
-    unknown = called - WEB_API_SCOPES.keys()
-    assert not unknown, f"Web API methods without a known scope (add them to WEB_API_SCOPES): {unknown}"
-    needed = {WEB_API_SCOPES[m] for m in called} - {None}
-    if re.search(r"@app\.command\(", code):
-        needed.add("commands")
+    """The manifest against what the bot declares it calls (its client refuses anything else)."""
+    needed = {scope for scope in WEB_API_METHODS.values() if scope} | {"commands"}  # a slash command
     asked = set(manifest()["oauth_config"]["scopes"]["bot"])
     assert needed <= asked, f"missing scopes: {needed - asked}"
     assert asked - needed <= PLANNED, f"scopes nothing calls: {asked - needed - PLANNED}"
-    events = set(re.findall(r"\.event\(\s*\"([a-z_]+)\"", code))
+    [command] = manifest()["features"]["slash_commands"]
+    assert command["command"] == SLASH_COMMAND
     subscribed = set(manifest()["settings"]["event_subscriptions"]["bot_events"])
-    assert events <= subscribed and subscribed - events <= PLANNED
+    assert set(BOT_EVENTS) <= subscribed and subscribed - set(BOT_EVENTS) <= PLANNED
+
+
+def test_the_bots_client_refuses_an_undeclared_method() -> None:
+    client = DeclaredWebClient(base_url="http://127.0.0.1:9/", token="xoxb-never-sent")
+    with pytest.raises(UndeclaredSlackMethod, match=r"users\.list"):
+        client.users_list()  # refused before any request is made (nothing listens on port 9)
 
 
 def test_every_scope_says_why() -> None:
@@ -522,7 +512,7 @@ def test_the_bot_works_through_the_proxy(
     finally:
         ledger.stop()
     assert Readiness(host)()["engine"] is True
-    plan_cleanup(host.api, parse_policy("disk-threshold 99% 98%"), host_name="local", ledger=None, now=0)
+    assert "1 up" in chat("hosts")  # the engine's facts: GET /info
     policy = parse_policy("dangling, build-cache")
     plan = plan_cleanup(host.api, policy, host_name="local", ledger=None, now=time.time())
     assert execute_cleanup(host.api, plan, prune_build_cache=True).errors == []

@@ -11,6 +11,8 @@ from typing import Any
 
 import docker
 
+from bot.engine.compat import get_json
+
 
 @dataclass(frozen=True)
 class ImageDisk:
@@ -36,7 +38,7 @@ def _items(df: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def images_usage(api: docker.APIClient) -> ImagesUsage:
-    df = api._result(api._get(api._url("/system/df"), params={"type": "image", "verbose": 1}), True)
+    df = get_json(api, "/system/df", params={"type": "image", "verbose": 1})
     if "ImageUsage" in df and df.get("LayersSize") is None:
         total = int(df["ImageUsage"].get("TotalSize") or 0)
     else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from bot.engine.compat import check, get
 from bot.engine.diskusage import images_usage
 from bot.engine.fleet import fan_out
 from bot.engine.hosts import DockerHost, HostPool
@@ -32,7 +33,7 @@ def image_store(info: dict) -> str:
 def facts(host: DockerHost) -> HostFacts:
     api = host.api
     started = time.monotonic()
-    api._result(api._get(api._url("/_ping"), timeout=5))
+    check(api, get(api, "/_ping", timeout=5))
     latency = (time.monotonic() - started) * 1000
     info = api.info()
     usage = images_usage(api)

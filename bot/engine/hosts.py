@@ -17,6 +17,8 @@ import paramiko
 import requests
 import urllib3
 
+from bot.engine import compat
+from bot.engine.compat import SshAdapterBase, install_ssh_adapter, negotiate_version, wait_for_free_connection
 from bot.errors import UserError
 
 
@@ -85,7 +87,7 @@ SSH_HANDSHAKE_TIMEOUT = 10.0  # seconds for each of TCP connect, the server's ba
 SSH_KEEPALIVE = 30  # seconds: an idle link (the ledger's event stream) is not dropped by a firewall
 
 
-class _SshAdapter(docker.transport.SSHHTTPAdapter):  # type: ignore[misc]
+class _SshAdapter(SshAdapterBase):  # type: ignore[misc,valid-type]
     """docker-py's ssh adapter with what it leaves out for a served bot.
 
     Timeouts: without them, a host that drops packets holds a command (and the host's lock) for
@@ -115,15 +117,11 @@ class _SshAdapter(docker.transport.SSHHTTPAdapter):  # type: ignore[misc]
 
     def get_connection(self, url: str, proxies: Any = None) -> Any:
         pool = super().get_connection("http+docker://ssh", proxies)  # one key: one pool for every URL
-        if not pool.block:
-            pool.block = True
-            take = pool._get_conn
-            pool._get_conn = lambda timeout=None: take(self.timeout if timeout is None else timeout)
+        wait_for_free_connection(pool, self.timeout)
         return pool
 
 
-# docker-py builds its ssh adapter itself, by this name, and has no other way in for these settings.
-docker.api.client.SSHHTTPAdapter = _SshAdapter
+install_ssh_adapter(_SshAdapter)
 
 
 @dataclass(frozen=True)
@@ -188,7 +186,7 @@ class DockerHost:
                 # Else REQUESTS_CA_BUNDLE in the environment replaces the host's CA (psf/requests#3829).
                 client.api.trust_env = False
             if version is not None:
-                client.api._version = client.api._retrieve_server_version()
+                negotiate_version(client.api)
             return client
         except (docker.errors.DockerException, paramiko.SSHException, OSError) as error:  # OSError: ssh://
             raise EngineUnavailable(self, connection_cause(error.__cause__ or error)) from error
@@ -197,7 +195,7 @@ class DockerHost:
         """Whether the engine answers now (readiness); never raises."""
         try:
             api = self.api
-            response = api._get(api._url("/_ping"), timeout=timeout)
+            response = compat.get(api, "/_ping", timeout=timeout)
             return response.status_code == 200
         except Exception:  # noqa: BLE001 - any failure means "not reachable"
             return False

@@ -24,6 +24,7 @@ import urllib3
 from docker import auth as docker_auth
 
 from bot import metrics
+from bot.engine.compat import post_stream
 from bot.engine.hosts import DockerHost
 from bot.engine.reference import Reference
 from bot.errors import UserError
@@ -225,19 +226,7 @@ def open_pull_stream(
         header = docker_auth.get_config_header(api, registry)
         if header:
             headers["X-Registry-Auth"] = header.decode("ascii")
-    response = api._post(
-        api._url("/images/create"),
-        params=params,
-        headers=headers,
-        stream=True,
-        timeout=(api.timeout, inactivity_timeout),
-    )
-    try:
-        api._raise_for_status(response)
-    except BaseException:
-        response.close()
-        raise
-    return response, api._stream_helper(response, decode=True)
+    return post_stream(api, "/images/create", params=params, headers=headers, read_timeout=inactivity_timeout)
 
 
 Listener = Callable[[PullSnapshot], None]

@@ -71,6 +71,11 @@ def dispatch_noting_auth(app: App, request: BoltRequest, authorized: threading.E
     return response
 
 
+# What the app listens to: the manifest's slash command and bot events must match (test_deploy).
+SLASH_COMMAND = "/docker"
+BOT_EVENTS = ("app_home_opened",)
+
+
 def create_app(settings: Settings, dispatch: Dispatch, *, client: WebClient | None = None) -> App:
     client = client or make_web_client(settings)
     secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else ""
@@ -102,7 +107,7 @@ def create_app(settings: Settings, dispatch: Dispatch, *, client: WebClient | No
         ack()
         metrics.ACK_SECONDS.observe(time.monotonic() - context.get("received_at", time.monotonic()))
 
-    @app.command("/docker")
+    @app.command(SLASH_COMMAND)
     def on_command(ack: Any, body: dict[str, Any], context: Any) -> None:
         acknowledge(ack, context)
         dispatch.command(body)
@@ -112,7 +117,7 @@ def create_app(settings: Settings, dispatch: Dispatch, *, client: WebClient | No
         acknowledge(ack, context)
         dispatch.button(body)
 
-    @app.event("app_home_opened")
+    @app.event(BOT_EVENTS[0])
     def on_home_opened(event: dict[str, Any]) -> None:
         # Events are acked by Bolt before this runs; the view is built by the dispatch's workers.
         if event.get("tab", "home") == "home":

@@ -1,0 +1,72 @@
+"""The private parts of the pinned libraries the bot relies on are still there, as it uses them.
+
+Each of these is used in one place (bot/engine/compat.py, bot/slack/socket_mode.py,
+bot/slack/http.py); a library upgrade that drops or changes one fails here first."""
+
+from __future__ import annotations
+
+import inspect
+
+import docker
+import slack_bolt.adapter.socket_mode.internals as bolt_socket_internals
+import urllib3
+from slack_sdk.socket_mode.builtin import SocketModeClient
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from bot.engine import compat
+
+
+def _params(function: object) -> list[str]:
+    return list(inspect.signature(function).parameters)  # type: ignore[arg-type]
+
+
+def test_docker_py_api_client_internals() -> None:
+    api = docker.APIClient
+    source = inspect.getsource(docker.api.client)  # _get and _post are wrapped by update_headers
+    assert "def _get(self, url, **kwargs):" in source and "def _post(self, url, **kwargs):" in source
+    assert _params(api._url)[:2] == ["self", "pathfmt"]
+    assert _params(api._result) == ["self", "response", "json", "binary"]
+    assert _params(api._stream_helper) == ["self", "response", "decode"]
+    assert _params(api._raise_for_status) == ["self", "response"]
+    assert _params(api._retrieve_server_version) == ["self"]
+
+
+def test_docker_py_builds_its_ssh_adapter_by_name() -> None:
+    import docker.api.client as client_module
+
+    assert "SSHHTTPAdapter(" in inspect.getsource(client_module.APIClient.__init__)
+    assert compat.SshAdapterBase is docker.transport.SSHHTTPAdapter
+    for name in ("_create_paramiko_client", "_connect", "get_connection"):
+        assert callable(getattr(compat.SshAdapterBase, name))
+    assert "ssh_params" in inspect.getsource(compat.SshAdapterBase._create_paramiko_client)
+
+
+def test_urllib3_pool_waits_in_get_conn() -> None:
+    pool_class = urllib3.HTTPConnectionPool
+    assert _params(pool_class._get_conn) == ["self", "timeout"]
+    assert "_get_conn(timeout=" in inspect.getsource(pool_class.urlopen)
+
+
+def test_wait_for_free_connection_blocks_a_pool_and_keeps_keyword_calls() -> None:
+    pool = urllib3.HTTPConnectionPool("127.0.0.1", 9, maxsize=1)
+    compat.wait_for_free_connection(pool, 0.2)
+    assert pool.block
+    connection = pool._get_conn(timeout=None)  # as urlopen calls it
+    try:
+        pool._get_conn()  # none free: waits 0.2 s, then urllib3's EmptyPoolError
+    except urllib3.exceptions.EmptyPoolError:
+        pass
+    else:
+        raise AssertionError("a blocking pool with no free connection must not open another")
+    pool._put_conn(connection)
+
+
+def test_bolt_socket_mode_internals() -> None:
+    assert _params(bolt_socket_internals.build_headers) == ["req"]
+    assert _params(bolt_socket_internals.send_response)[:4] == ["client", "req", "bolt_resp", "start_time"]
+    assert _params(SocketModeClient.enqueue_message) == ["self", "message"]
+
+
+def test_uvicorn_httptools_protocol_hooks() -> None:
+    for name in ("on_header", "on_headers_complete", "data_received"):
+        assert callable(getattr(HttpToolsProtocol, name)), name
