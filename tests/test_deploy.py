@@ -229,6 +229,7 @@ def test_the_build_context_is_what_the_image_copies() -> None:
     sources = {src.rstrip("/") for args in instructions("COPY") for src in shlex.split(args)[:-1]}
     assert sources == allowed
     assert all((ROOT / src).exists() for src in sources)
+    assert {"bot/sandbox", "bot/runtime/launch.py"} <= set(ignore), "the sandbox is not for production"
 
 
 def test_every_third_party_import_is_a_runtime_requirement() -> None:
