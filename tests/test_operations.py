@@ -14,7 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from bot.engine.hosts import DockerHost
 from bot.sandbox import Engine
+from bot.slack.http import Readiness
 from tests.botprocess import alive, start_bot, worker_pid
 from tests.conftest import SIGNING_SECRET, SlackHttpBot
 from tests.fakes.registry import FakeRegistry
@@ -210,3 +212,17 @@ def test_requests_the_worker_never_finished_are_answered(fake_slack: FakeSlack) 
         "cmd": ":warning: The bot shut down before it finished `/docker images --all`" + again,
         "btn": ":warning: The bot shut down before it finished your button press" + again,
     }
+
+
+def test_readiness_is_cached_for_a_second() -> None:
+    now = [100.0]
+    calls: list[int] = []
+    down = DockerHost(name="down", url="unix:///nonexistent/dockerbot-readiness.sock")
+    ready = Readiness(down, clock=lambda: now[0], worker=lambda: bool(calls.append(1)) or True)
+    assert ready() == {"engine": False, "slack": True, "worker": True}
+    now[0] += 0.9
+    ready()
+    assert len(calls) == 1, "asked again within the second"
+    now[0] += 0.2
+    ready()
+    assert len(calls) == 2

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import time
 
@@ -176,11 +175,12 @@ def test_another_user_is_refused_and_nothing_changes(chat: ChatBot, clean_engine
 
 
 def test_expired_card_removes_nothing(services: Services, clean_engine: Engine) -> None:
-    short = dataclasses.replace(services, settings=services.settings.model_copy(update={"confirm_ttl": 1}))
-    chat = ChatBot(Router(short))
+    now = [time.time()]
+    services.store.clock = lambda: now[0]
+    chat = ChatBot(Router(services))
     clean_engine.cli("pull", "ubuntu")
     chat("rmi ubuntu")
-    time.sleep(1.2)
+    now[0] += services.settings.confirm_ttl + 1
     assert "This confirmation expired. Nothing was changed." in chat("confirm")
     assert exists(clean_engine, "ubuntu")
 

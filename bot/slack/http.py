@@ -36,8 +36,11 @@ class Readiness:
     """/readyz: the default engine answers, and so does every other check given by name (the Slack
     connection, the worker process); cached for a second."""
 
-    def __init__(self, host: DockerHost, **checks: Callable[[], bool]) -> None:
+    def __init__(
+        self, host: DockerHost, clock: Callable[[], float] = time.monotonic, **checks: Callable[[], bool]
+    ) -> None:
         self.host = host
+        self.clock = clock
         self.checks = {"slack": lambda: True, **checks}
         self._checked_at = 0.0
         self._last: dict[str, bool] = {}
@@ -45,10 +48,10 @@ class Readiness:
 
     def __call__(self) -> dict[str, bool]:
         with self._lock:
-            if time.monotonic() - self._checked_at > 1.0:
+            if self.clock() - self._checked_at > 1.0:
                 self._last = {"engine": self.host.ping()}
                 self._last.update({name: bool(check()) for name, check in self.checks.items()})
-                self._checked_at = time.monotonic()
+                self._checked_at = self.clock()
             return dict(self._last)
 
 

@@ -12,6 +12,7 @@ import json
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -135,9 +136,12 @@ class GroupAudit:
 
 
 class Store:
-    def __init__(self, url: str, audit_file: Path | None = None) -> None:
+    def __init__(
+        self, url: str, audit_file: Path | None = None, clock: Callable[[], float] = time.time
+    ) -> None:
         self.engine = make_engine(url)
-        from bot.state.schema import migrate  # the schema module imports every table's module
+        self.clock = clock  # wall-clock seconds: when confirmations were made and expire
+        from bot.state.schema import migrate
 
         migrate(self.engine)
         self.audit_file = audit_file
@@ -149,7 +153,7 @@ class Store:
     def create_pending(
         self, *, kind: str, user: str, channel: str, host: str, payload: dict[str, Any], ttl: float
     ) -> PendingAction:
-        now = time.time()
+        now = self.clock()
         action_id = secrets.token_urlsafe(18)  # opaque and unguessable: the only thing a button carries
         row = {
             "id": action_id,
@@ -179,7 +183,7 @@ class Store:
 
     def claim(self, action_id: str, *, by: str, new_state: str) -> Claim:
         """Atomically move a pending, unexpired action to `new_state` ("running" or "cancelled")."""
-        now = time.time()
+        now = self.clock()
         with self.engine.begin() as conn:
             won = conn.execute(
                 update(pending_actions)
