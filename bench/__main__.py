@@ -48,12 +48,12 @@ FULL = Sizes(
     ack_cleanup_images=300,
     ack_rounds=3,
 )
-QUICK = Sizes(
+QUICK = Sizes(  # smaller, but every ratio is still a median of at least 3 rounds
     listing=(100, 1000, 2000),
     listing_reps=5,
-    pull_rounds=1,
+    pull_rounds=3,
     cleanup=100,
-    cleanup_rounds=1,
+    cleanup_rounds=3,
     memory_commands=200,
     ack_commands=200,
     ack_clients=50,

@@ -84,12 +84,14 @@ def run(world: World, count: int, rounds: int) -> list[Figure]:
     )
     print(f"  cleanup: {note}", flush=True)
     return [
-        Figure(f"cleanup_{count}_vs_prune", round(bot_s / prune_s, 2), "ratio", 1.2, "lower", note),
+        # Information only: prune removes whatever is unused when it runs, the bot exactly what it
+        # previewed (issue 17's decision), so `docker rmi` of the same tags is the reference.
+        Figure(f"cleanup_{count}_vs_prune", round(bot_s / prune_s, 2), "ratio", None, "lower", note),
         Figure(
             f"cleanup_{count}_vs_rmi",
             round(bot_s / rmi_s, 2),
             "ratio",
-            1.2,
+            1.1,
             "lower",
             f"docker rmi of the same tags takes {rmi_s / prune_s:.2f}× prune's time: the engine API's "
             "floor for removing images one call each",

@@ -17,12 +17,14 @@ class Figure:
     name: str
     value: float
     unit: str
-    target: float
+    target: float | None  # None: information, with no target (results.json says null)
     better: Literal["lower", "higher"]
     note: str = ""  # for the printed table and summary only, not results.json
 
     @property
     def met(self) -> bool:
+        if self.target is None:
+            return True
         return self.value <= self.target if self.better == "lower" else self.value >= self.target
 
     def entry(self) -> dict[str, object]:
@@ -36,7 +38,7 @@ class Figure:
 
     def miss(self) -> str:
         """How far from the target, in words, when missed."""
-        if self.met:
+        if self.met or self.target is None:
             return ""
         if self.target:
             side = "over" if self.better == "lower" else "under"
@@ -70,8 +72,9 @@ def repeat(fn: Callable[[], object], times: int, warmup: int = 1) -> list[float]
 def table(figures: Sequence[Figure]) -> str:
     rows = [("name", "value", "unit", "target", "better", "met", "note")]
     for f in figures:
-        met = "yes" if f.met else f"NO ({f.miss()})"
-        rows.append((f.name, f"{f.value:g}", f.unit, f"{f.target:g}", f.better, met, f.note))
+        met = "info" if f.target is None else "yes" if f.met else f"NO ({f.miss()})"
+        target = "-" if f.target is None else f"{f.target:g}"
+        rows.append((f.name, f"{f.value:g}", f.unit, target, f.better, met, f.note))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     lines = []
     for r in rows:
