@@ -62,7 +62,11 @@ def start_bot(
 def worker_pid(bot: BotProcess) -> int | None:
     """The pid of the bot's worker process (bot.runtime.worker), or None while there is none."""
     for child in Path(f"/proc/{bot.proc.pid}/task").glob("*/children"):
-        for pid in child.read_text().split():
+        try:
+            children = child.read_text().split()
+        except FileNotFoundError:  # that thread ended since the listing
+            continue
+        for pid in children:
             try:
                 cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
             except FileNotFoundError:
