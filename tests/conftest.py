@@ -37,7 +37,7 @@ from handlers import COMMANDS  # noqa: E402
 from tests.chat import ChatBot  # noqa: E402
 from tests.fakes.hub import FakeHub  # noqa: E402
 from tests.fakes.registry import FakeRegistry  # noqa: E402
-from tests.fakes.slack import FakeSlack  # noqa: E402
+from tests.fakes.slack import VIOLATIONS, FakeSlack  # noqa: E402
 from tests.fakes.slack_requests import post_signed, slash_command_body  # noqa: E402
 
 SIGNING_SECRET = "test-signing-secret-3f9a"
@@ -196,10 +196,29 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.unit)
 
 
+@pytest.fixture(autouse=True)
+def slack_rules_kept() -> Iterator[None]:
+    """Every payload that reached a fake Slack during the test kept Slack's rules
+    (tests/fakes/slack_rules.py), unless the test said it breaks them on purpose."""
+    start = len(VIOLATIONS)
+    yield
+    broken = [v for v in VIOLATIONS[start:] if not v.expected]
+    if broken:
+        pytest.fail("Slack would refuse payloads of this test:\n" + "\n".join(f"  {v}" for v in broken))
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """A run in which nothing passed proves nothing: make it fail even if everything was skipped."""
+    """A run in which nothing passed proves nothing: make it fail even if everything was skipped.
+    Nor may a run pass in which any payload, of any test or thread, broke Slack's rules."""
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None and exitstatus == 0 and not reporter.stats.get("passed"):
+        session.exitstatus = 1
+    broken = [v for v in VIOLATIONS if not v.expected]
+    if broken:
+        if reporter is not None:
+            reporter.write_line(f"{len(broken)} payload(s) broke Slack's rules:", red=True)
+            for v in broken[:50]:
+                reporter.write_line(f"  {v}")
         session.exitstatus = 1
 
 

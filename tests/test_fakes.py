@@ -123,7 +123,7 @@ def test_web_api_faults_and_methods(fake: FakeSlack) -> None:
     assert client.chat_postMessage(channel="C111", text="x")["ok"]
     assert [c.ok for c in fake.calls("chat.postMessage")] == [False, False, False, True]
 
-    with pytest.raises(SlackApiError) as err:
+    with fake.expect_violations(), pytest.raises(SlackApiError) as err:
         client.chat_postMessage(channel="C111", blocks=[{"type": "divider"}] * 51, text="too many")
     assert err.value.response["error"] == "invalid_blocks"
 
@@ -172,11 +172,14 @@ def test_response_url_webhook(fake: FakeSlack) -> None:
         "expired_url",
         2,
     )
-    assert WebhookClient(url=url).send(blocks=[{"type": "divider"}] * 51, text="x").body == "invalid_blocks"
+    with fake.expect_violations():
+        too_many = WebhookClient(url=url).send(blocks=[{"type": "divider"}] * 51, text="x")
+    assert too_many.body == "invalid_blocks"
 
     # post_signed signs exactly what it sends (checked with the SDK's verifier)
     body = slash_command_body("search redis", response_url=url)
-    status, text = post_signed(fake.response_url("signed"), body, SECRET)
+    with fake.expect_violations():
+        status, text = post_signed(fake.response_url("signed"), body, SECRET)
     assert (status, text) == (400, "invalid_payload")  # a form body is not valid response_url JSON
     [signed] = fake.calls("response_url", ok=False)[-1:]
     assert SignatureVerifier(SECRET).is_valid_request(signed.raw.decode(), signed.headers)

@@ -19,13 +19,14 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import re
 import socket
 import struct
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
@@ -35,14 +36,19 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.sync.server import Server, ServerConnection, serve
 
+from tests.fakes import slack_rules
+from tests.fakes.slack_rules import Violation
+
 __all__ = [
     "APP_ID",
     "BOT_ID",
     "BOT_USER_ID",
     "PROXY_ENV_VARS",
     "TEAM_ID",
+    "VIOLATIONS",
     "Call",
     "FakeSlack",
+    "Violation",
 ]
 
 TEAM_ID = "T111"
@@ -59,12 +65,6 @@ JSON_FIELDS = frozenset({"blocks", "attachments", "files", "view", "metadata"})
 
 #: Methods that answer without a token (everything else returns ``not_authed`` without one).
 _NO_AUTH_METHODS = frozenset({"api.test", "oauth.v2.access", "oauth.access", "openid.connect.token"})
-
-# Block Kit limits enforced by Slack itself (see /work/shared/reference/slack-platform.md §1.4).
-_MAX_MESSAGE_BLOCKS = 50
-_MAX_VIEW_BLOCKS = 100
-_MAX_SECTION_TEXT = 3000
-_MAX_HEADER_TEXT = 150
 
 _BOT_SCOPES = "commands,chat:write,chat:write.public,files:write,users:read,usergroups:read"
 
@@ -167,30 +167,9 @@ def _maybe_json(value: Any) -> Any:
     return value
 
 
-def _text_of(obj: Any) -> str:
-    if isinstance(obj, dict):
-        return str(obj.get("text", ""))
-    return "" if obj is None else str(obj)
-
-
-def _blocks_error(blocks: Any, max_blocks: int) -> str | None:
-    """Return "invalid_blocks" when Slack would reject ``blocks`` (count / text limits)."""
-    if blocks is None:
-        return None
-    if not isinstance(blocks, list) or len(blocks) > max_blocks:
-        return "invalid_blocks"
-    for b in blocks:
-        if not isinstance(b, dict) or "type" not in b:
-            return "invalid_blocks"
-        if b["type"] == "section":
-            if len(_text_of(b.get("text"))) > _MAX_SECTION_TEXT:
-                return "invalid_blocks"
-            fields = b.get("fields") or []
-            if len(fields) > 10 or any(len(_text_of(f)) > 2000 for f in fields):
-                return "invalid_blocks"
-        elif b["type"] == "header" and len(_text_of(b.get("text"))) > _MAX_HEADER_TEXT:
-            return "invalid_blocks"
-    return None
+#: Every rule broken by a payload to any FakeSlack of this process (tests/conftest.py fails the run on
+#: one that was not expected).
+VIOLATIONS: list[Violation] = []
 
 
 class FakeSlack:
@@ -207,11 +186,9 @@ class FakeSlack:
     def __init__(
         self,
         *,
-        validate_blocks: bool = True,
         ws_ping_interval: float | None = 20,
         ws_ping_timeout: float | None = 20,
     ) -> None:
-        self.validate_blocks = validate_blocks
         self._ws_ping_interval = ws_ping_interval
         self._ws_ping_timeout = ws_ping_timeout
 
@@ -233,6 +210,11 @@ class FakeSlack:
         self.users: dict[str, dict[str, Any]] = {}
         #: usergroups.users.list members, by usergroup id (unknown id -> no_such_subteam).
         self.usergroups: dict[str, list[str]] = {}
+        #: Channels by name -> ID: chat.postMessage accepts a known name, as Slack does.
+        self.channels: dict[str, str] = {}
+        #: Rules broken by payloads to this fake (each also in the module's VIOLATIONS).
+        self.violations: list[Violation] = []
+        self._expecting = 0
 
         self._http: _HTTPServer | None = None
         self._http_thread: threading.Thread | None = None
@@ -403,6 +385,31 @@ class FakeSlack:
             user["profile"] = profile
             self.users[user_id] = user
             return user
+
+    @contextlib.contextmanager
+    def expect_violations(self) -> Iterator[list[Violation]]:
+        """Payloads sent inside this block may break Slack's rules on purpose (tests of the fake):
+        their violations are marked expected, and the block must have caused at least one."""
+        with self._lock:
+            self._expecting += 1
+            start = len(self.violations)
+        seen: list[Violation] = []
+        try:
+            yield seen
+        finally:
+            with self._lock:
+                self._expecting -= 1
+                seen.extend(self.violations[start:])
+        if not seen:
+            raise AssertionError("FakeSlack: expected a payload that breaks Slack's rules; none did")
+
+    def _violate(self, method: str, error: str, details: list[str]) -> None:
+        with self._lock:
+            expected = self._expecting > 0
+            for detail in details or [error]:
+                v = Violation(error=error, detail=detail, method=method, expected=expected)
+                self.violations.append(v)
+                VIOLATIONS.append(v)
 
     # ------------------------------------------------------------------ records
 
@@ -612,13 +619,42 @@ class FakeSlack:
     def _next_id(self, prefix: str) -> str:
         return f"{prefix}{next(self._id_counter):08d}"
 
-    def _message_error(self, body: dict[str, Any], require_content: bool = True) -> str | None:
-        if not body.get("channel"):
-            return "channel_not_found"
+    def _refuse(self, call: Call, error: str, details: list[str] | None = None) -> dict[str, Any]:
+        """Slack's answer to a payload that breaks its rules, recorded as a violation."""
+        self._violate(call.method, error, details or [])
+        resp: dict[str, Any] = {"ok": False, "error": error}
+        if details:
+            resp["errors"] = list(details)
+            resp["response_metadata"] = {"messages": [f"[ERROR] {d}" for d in details]}
+        return resp
+
+    def _resolve_channel(self, call: Call, key: str, *, names: bool) -> str | dict[str, Any]:
+        """The conversation ID ``call.body[key]`` names, or Slack's error answer.
+
+        ``names``: the method takes a channel name too (chat.postMessage, chat.postEphemeral);
+        otherwise Slack's reference says "ID" and anything else is refused."""
+        value = call.body.get(key)
+        if not value:
+            return self._refuse(call, "channel_not_found", [f"missing {key}"])
+        value = str(value)
+        if slack_rules.is_conversation_id(value):
+            return value
+        if names and slack_rules.is_user_id(value) and call.method == "chat.postMessage":
+            return "D" + value[1:]  # posting to a user ID lands in the app's direct message
+        if names and re.fullmatch(r"#?[a-z0-9][a-z0-9._-]{0,79}", value):
+            with self._lock:
+                known = self.channels.get(value.lstrip("#"))
+            return known or {"ok": False, "error": "channel_not_found"}  # a typo, not a bot bug
+        return self._refuse(call, "channel_not_found", [f"{key} must be a conversation ID, got {value!r}"])
+
+    def _message_error(self, call: Call, *, require_content: bool = True) -> dict[str, Any] | None:
+        body = call.body
         if require_content and not (body.get("text") or body.get("blocks") or body.get("attachments")):
-            return "no_text"
-        if self.validate_blocks:
-            return _blocks_error(body.get("blocks"), _MAX_MESSAGE_BLOCKS)
+            return self._refuse(call, "no_text")
+        problems = slack_rules.message_errors(body)
+        if problems:
+            error = problems[0][0]
+            return self._refuse(call, error, [d for e, d in problems if e == error])
         return None
 
     def _api_auth_test(self, call: Call) -> dict[str, Any]:
@@ -635,12 +671,12 @@ class FakeSlack:
 
     def _api_chat_postMessage(self, call: Call) -> dict[str, Any]:
         b = call.body
-        err = self._message_error(b)
+        channel = self._resolve_channel(call, "channel", names=True)
+        if isinstance(channel, dict):
+            return channel
+        err = self._message_error(call)
         if err:
-            return {"ok": False, "error": err}
-        channel = str(b["channel"])
-        if channel[:1] in ("U", "W"):  # posting to a user id lands in the DM channel
-            channel = "D" + channel[1:]
+            return err
         ts = self._next_ts()
         msg: dict[str, Any] = {
             "type": "message",
@@ -661,12 +697,15 @@ class FakeSlack:
 
     def _api_chat_update(self, call: Call) -> dict[str, Any]:
         b = call.body
-        err = self._message_error(b, require_content=False)
+        channel = self._resolve_channel(call, "channel", names=False)
+        if isinstance(channel, dict):
+            return channel
+        err = self._message_error(call, require_content=False)
         if err:
-            return {"ok": False, "error": err}
+            return err
         if not b.get("ts"):
             return {"ok": False, "error": "message_not_found"}
-        channel, ts = str(b["channel"]), str(b["ts"])
+        ts = str(b["ts"])
         with self._lock:
             known = self._messages.get((channel, ts))
             msg = dict(known or {"type": "message", "user": BOT_USER_ID, "bot_id": BOT_ID})
@@ -680,11 +719,16 @@ class FakeSlack:
 
     def _api_chat_postEphemeral(self, call: Call) -> dict[str, Any]:
         b = call.body
-        err = self._message_error(b)
+        channel = self._resolve_channel(call, "channel", names=True)
+        if isinstance(channel, dict):
+            return channel
+        err = self._message_error(call)
         if err:
-            return {"ok": False, "error": err}
-        if not b.get("user"):
-            return {"ok": False, "error": "user_not_in_channel"}
+            return err
+        if not slack_rules.is_user_id(b.get("user")):
+            return self._refuse(
+                call, "user_not_in_channel", [f"user must be a user ID, got {b.get('user')!r}"]
+            )
         return {"ok": True, "message_ts": self._next_ts()}
 
     def _api_chat_delete(self, call: Call) -> dict[str, Any]:
@@ -700,12 +744,17 @@ class FakeSlack:
     def _api_views_publish(self, call: Call) -> dict[str, Any]:
         b = call.body
         view = _maybe_json(b.get("view"))
-        if not b.get("user_id"):
-            return {"ok": False, "error": "invalid_arguments"}
+        if not slack_rules.is_user_id(b.get("user_id")):
+            return self._refuse(
+                call, "invalid_arguments", [f"user_id must be a user ID, got {b.get('user_id')!r}"]
+            )
         if not isinstance(view, dict) or view.get("type") != "home":
-            return {"ok": False, "error": "invalid_arguments"}
-        if self.validate_blocks and _blocks_error(view.get("blocks", []), _MAX_VIEW_BLOCKS):
-            return {"ok": False, "error": "invalid_arguments"}
+            return self._refuse(call, "invalid_arguments", ["view must be an object of type home"])
+        errors = slack_rules.block_errors(
+            view.get("blocks", []), max_blocks=slack_rules.MAX_VIEW_BLOCKS, root="/view/blocks"
+        )
+        if errors:
+            return self._refuse(call, "invalid_arguments", errors)
         out = dict(view)
         out.update({"id": self._next_id("V"), "team_id": TEAM_ID, "app_id": APP_ID, "bot_id": BOT_ID})
         out["hash"] = uuid.uuid4().hex[:16]
@@ -713,8 +762,8 @@ class FakeSlack:
 
     def _api_files_getUploadURLExternal(self, call: Call) -> dict[str, Any]:
         b = call.body
-        if not b.get("filename") or not str(b.get("length", "")).isdigit():
-            return {"ok": False, "error": "invalid_arguments"}
+        if not b.get("filename") or not str(b.get("length", "")).isdigit() or int(b["length"]) <= 0:
+            return self._refuse(call, "invalid_arguments", ["filename and a positive length are required"])
         file_id = self._next_id("F")
         with self._lock:
             self._pending_files[file_id] = {"filename": b["filename"], "length": int(b["length"])}
@@ -724,12 +773,20 @@ class FakeSlack:
         b = call.body
         files = _maybe_json(b.get("files"))
         if not isinstance(files, list) or not files:
-            return {"ok": False, "error": "invalid_arguments"}
+            return self._refuse(call, "invalid_arguments", ["files must be a non-empty array"])
         channels: list[str] = []
         if b.get("channel_id"):
-            channels = [str(b["channel_id"])]
+            channel = self._resolve_channel(call, "channel_id", names=False)
+            if isinstance(channel, dict):
+                return channel
+            channels = [channel]
         elif b.get("channels"):
             channels = [c for c in str(b["channels"]).split(",") if c]
+            bad = [c for c in channels if not slack_rules.is_conversation_id(c)]
+            if bad:
+                return self._refuse(
+                    call, "channel_not_found", [f"channels must be conversation IDs, got {bad}"]
+                )
         out = []
         now = int(time.time())
         with self._lock:
@@ -737,7 +794,12 @@ class FakeSlack:
                 fid = str(f.get("id", "")) if isinstance(f, dict) else ""
                 pending = self._pending_files.get(fid)
                 if pending is None:
-                    return {"ok": False, "error": "file_not_found"}
+                    return self._refuse(call, "file_not_found", [f"no upload URL was asked for {fid!r}"])
+                size = len(self.uploads.get(fid, b""))
+                if fid not in self.uploads or size != pending["length"]:
+                    said = pending["length"]
+                    detail = f"file {fid}: {size} bytes uploaded, files.getUploadURLExternal said {said}"
+                    return self._refuse(call, "invalid_arguments", [detail])
                 name = pending["filename"]
                 out.append(
                     {
@@ -824,10 +886,13 @@ class FakeSlack:
                 extra["Retry-After"] = str(fault.retry_after)
         elif bad_json:
             status, answer = 400, "invalid_payload"
+            self._violate("response_url", answer, ["the body must be a JSON object"])
         elif not any(body.get(k) for k in ("text", "blocks", "attachments", "delete_original")):
             status, answer = 400, "no_text"
-        elif self.validate_blocks and _blocks_error(body.get("blocks"), _MAX_MESSAGE_BLOCKS):
-            status, answer = 400, "invalid_blocks"
+            self._violate("response_url", answer, ["a response_url body needs text or blocks"])
+        elif problems := slack_rules.message_errors(body, require_text=not body.get("delete_original")):
+            status, answer = 400, problems[0][0]
+            self._violate("response_url", answer, [d for e, d in problems if e == answer])
         else:
             status, answer = 200, "ok"
         call.status, call.response = status, answer
@@ -844,6 +909,7 @@ class FakeSlack:
             status, answer = fault.status, fault.error or "error"
         elif not known:
             status, answer = 404, "not_found"
+            self._violate("file_upload", "not_found", [f"no upload URL was handed out for {file_id!r}"])
         else:
             status, answer = 200, f"OK - {len(raw)}"
             with self._lock:
