@@ -9,18 +9,18 @@ runs need no confirmation and post one summary each to the schedule's channel.
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from bot.core import confirmations
 from bot.core.channels import channel_text, member_hint, parse_channel
-from bot.core.commands import ActionRequest, ArgParser, Command, Reply, Request, UsageError, UserError
+from bot.core.commands import ActionRequest, ArgParser, Command, Reply, Request, UsageError
 from bot.jobs.cleanup import execute_plan, plan_now, run_scheduled_cleanup
 from bot.jobs.cleanup_plan import CleanupPlan
-from bot.jobs.cleanup_report import folded, preview_message, summary_message
+from bot.jobs.cleanup_report import preview_message, summary_message
 from bot.jobs.policy import Policy, resolve_policy
 from bot.jobs.scheduler import DEFAULT_TZ, running_scheduler
-from bot.render.formatting import ellipsis, format_table
-from bot.render.messages import Message, context, mention, plain, section
+from bot.render.formatting import ellipsis
+from bot.render.messages import Message, context, mention, section
+from handlers import schedules
 
 ACTIONS = ("preview", "now", "schedule", "list", "cancel", "pause", "resume")
 ADMIN_ONLY = {"now", "schedule", "cancel", "pause", "resume"}
@@ -56,10 +56,11 @@ def run(req: Request, reply: Reply) -> None:
         "preview": preview,
         "now": now,
         "schedule": schedule,
-        "list": list_schedules,
-        "cancel": change_schedule,
-        "pause": change_schedule,
-        "resume": change_schedule,
+        "list": lambda req, reply: schedules.list_schedules(req, reply, "cleanup"),
+        **{
+            change: lambda req, reply: schedules.change_schedule(req, reply, "cleanup", action, req.args.id)
+            for change in schedules.CHANGES
+        },
     }[action](req, reply)
 
 
@@ -146,10 +147,6 @@ def on_cancel(req: ActionRequest, reply: Reply) -> None:
 # --------------------------------------------------------------------------------------------- schedules
 
 
-def _when(moment: Any) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M %Z") if moment else "never (paused)"
-
-
 def schedule(req: Request, reply: Reply) -> None:
     scheduler = running_scheduler(req.services)
     policy = resolve_policy(req.args.policy, req.services)  # a bad policy fails now, not at 03:00
@@ -184,68 +181,11 @@ def schedule(req: Request, reply: Reply) -> None:
                     + member_hint(channel)
                 ),
                 context(
-                    f"Next run: {_when(made.next_run)} · "
+                    f"Next run: {schedules.when(made.next_run)} · "
                     "`/docker cleanup preview` shows what it would remove now"
                 ),
             ],
             in_channel=True,
-        )
-    )
-
-
-def list_schedules(req: Request, reply: Reply) -> None:
-    schedules = running_scheduler(req.services).list("cleanup")
-    if not schedules:
-        reply.send(
-            plain('No cleanup schedules. An admin can add one: `/docker cleanup schedule "0 3 * * *"`.')
-        )
-        return
-    rows = [
-        [
-            s.id,
-            s.cron,
-            s.timezone,
-            s.channel,
-            s.host,
-            ellipsis(s.params.get("policy") or "(default)", 40),
-            "paused" if s.paused else "active",
-            _when(s.next_run) if not s.paused else "-",
-            s.created_by,
-        ]
-        for s in schedules
-    ]
-    table = format_table(["ID", "CRON", "TZ", "CHANNEL", "HOST", "POLICY", "STATE", "NEXT RUN", "BY"], rows)
-    reply.send(
-        Message(
-            text=f"{len(schedules)} cleanup schedules",
-            blocks=folded(f"*Cleanup schedules ({len(rows)})*", table, len(rows)),
-        )
-    )
-
-
-def change_schedule(req: Request, reply: Reply) -> None:
-    action = req.args.action
-    scheduler = running_scheduler(req.services)
-    existing = scheduler.get(req.args.id)
-    if existing.kind != "cleanup":
-        raise UserError(
-            f"`{req.args.id}` is a {existing.kind} schedule; use `/docker {existing.kind} {action}`."
-        )
-    changed = getattr(scheduler, action)(req.args.id)
-    req.services.store.audit(
-        user=req.user,
-        channel=req.channel,
-        host=changed.host,
-        action=f"cleanup.{action}",
-        result=f"schedule {changed.id}: {changed.cron} ({changed.timezone})",
-        request_id=req.request_id,
-    )
-    done = {"cancel": "Cancelled", "pause": "Paused", "resume": "Resumed"}[action]
-    after = f" Next run: {_when(changed.next_run)}." if action == "resume" else ""
-    reply.send(
-        plain(
-            f"{done} cleanup schedule `{changed.id}` (`{changed.cron}`, {changed.timezone}) "
-            f"on {changed.host}.{after}"
         )
     )
 

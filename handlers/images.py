@@ -21,6 +21,7 @@ from bot.engine.images import (
     table_lines,
 )
 from bot.render.messages import MAX_SECTION_TEXT, File, Message, actions, button, context, plain, section
+from bot.render.mrkdwn import code, slack_len
 
 MORE_ACTION = "images.more"
 PAGE_BUDGET = MAX_SECTION_TEXT - len("``````")  # one code section per page
@@ -43,14 +44,15 @@ class Listing:
 
 
 def paginate(header: str, rows: list[str], budget: int = PAGE_BUDGET) -> list[tuple[int, int]]:
-    """Greedy pages: each holds the header line and as many whole rows as fit in `budget` chars."""
+    """Greedy pages: each holds the header line and as many whole rows as fit in `budget` chars
+    (as Slack counts them: escaped)."""
     pages: list[tuple[int, int]] = []
-    start, size = 0, len(header)
+    start, size = 0, slack_len(header)
     for i, row in enumerate(rows):
-        if i > start and size + 1 + len(row) > budget:
+        if i > start and size + 1 + slack_len(row) > budget:
             pages.append((start, i))
-            start, size = i, len(header)
-        size += 1 + len(row)
+            start, size = i, slack_len(header)
+        size += 1 + slack_len(row)
     pages.append((start, len(rows)))
     return pages
 
@@ -62,7 +64,7 @@ def page_message(listing: Listing, token: str, page: int) -> Message:
     note = listing.summary
     if count > 1:
         note += f" · rows {start + 1}–{end} of {len(listing.rows)} · page {page + 1} of {count}"
-    blocks = [section(f"```{table}```"), context(note)]
+    blocks = [section(code(table)), context(note)]
     files = []
     if page + 1 < count:
         blocks.append(actions(button("More", MORE_ACTION, value=f"{token}:{page + 1}")))

@@ -34,6 +34,8 @@ from bot.render.messages import (
     header,
     section,
 )
+from bot.render.mrkdwn import code as mrkdwn_code
+from bot.render.mrkdwn import slack_len
 
 MAX_FIELD = 2000  # Slack's limit for one section field
 MAX_CANDIDATES = 40
@@ -89,19 +91,18 @@ def _command(value: list[str] | str | None) -> str:
 
 def _list_section(title: str, items: list[str], *, code: bool) -> Block:
     """`title` then the items, one per line, cut with "… and N more" to fit one section."""
-    fence = "```" if code else ""
-    budget = MAX_SECTION_TEXT - len(f"*{title}*\n{fence}{fence}") - 30
+    budget = MAX_SECTION_TEXT - len(f"*{title}*\n``````") - 30
     kept: list[str] = []
     size = 0
     for item in items:
         line = item if code else f"`{item}`"
-        if size + len(line) + 1 > budget:
+        if size + slack_len(line) + 1 > budget:
             break
         kept.append(line)
-        size += len(line) + 1
+        size += slack_len(line) + 1
     body = "\n".join(kept)
     more = f"\n… and {len(items) - len(kept)} more" if len(kept) < len(items) else ""
-    return section(f"*{title}*\n{fence}{body}{fence}{more}")
+    return section(f"*{title}*\n{mrkdwn_code(body) if code else body}{more}")
 
 
 def card(data: dict[str, Any], image: dict[str, Any], containers: list[dict[str, Any]]) -> Message:
@@ -166,8 +167,8 @@ def json_message(data: dict[str, Any]) -> Message:
     text = json.dumps([shown_data], indent=4, ensure_ascii=False)
     name = f"inspect-{short_id(data['Id'])}.json"
     what = (data.get("RepoTags") or [short_id(data["Id"])])[0]
-    if len(text) + len("``````") <= MAX_SECTION_TEXT:
-        return Message(text=f"docker inspect {what}", blocks=[section(f"```{text}```")])
+    if slack_len(text) + len("``````") <= MAX_SECTION_TEXT:
+        return Message(text=f"docker inspect {what}", blocks=[section(mrkdwn_code(text))])
     return Message(
         text=f"docker inspect {what}: attached as {name}",
         blocks=[

@@ -1,4 +1,5 @@
-"""/docker report now | schedule "CRON" [--channel #ch] [--tz ZONE]: the disk-usage report.
+"""/docker report now | schedule "CRON" [--channel #ch] [--tz ZONE] | list | cancel|pause|resume ID:
+the disk-usage report.
 
 `now` is for everyone and posts to the channel. `schedule` (admins) stores a standing instruction
 with the bot's scheduler, which runs `run_scheduled_report` on the host and posts the result.
@@ -16,8 +17,10 @@ from bot.core.commands import ArgParser, Command, Reply, Request, UsageError
 from bot.jobs.report import build_report, run_scheduled_report
 from bot.jobs.scheduler import DEFAULT_TZ, Schedule, running_scheduler
 from bot.render.messages import Message, section
+from handlers import schedules
 
-ACTIONS = ("now", "schedule")
+ACTIONS = ("now", "schedule", "list", *schedules.CHANGES)
+ADMIN_ONLY = {"schedule", *schedules.CHANGES}
 
 
 def add_arguments(parser: ArgParser) -> None:
@@ -26,9 +29,15 @@ def add_arguments(parser: ArgParser) -> None:
         nargs="?",
         default="now",
         choices=ACTIONS,
-        help="now: post the report here (the default); schedule: post it on a cron schedule (admins)",
+        help="now: post the report here (the default); schedule: post it on a cron schedule (admins);"
+        " list the schedules; cancel, pause or resume one (admins)",
     )
-    parser.add_argument("cron", nargs="?", metavar="CRON", help='with schedule: "MIN HOUR DAY MONTH WEEKDAY"')
+    parser.add_argument(
+        "cron",
+        nargs="?",
+        metavar="CRON|ID",
+        help='with schedule: "MIN HOUR DAY MONTH WEEKDAY"; else a schedule ID',
+    )
     parser.add_argument("--channel", help="with schedule: where to post (#name or channel ID); default: here")
     parser.add_argument(
         "--tz", help=f"with schedule: the time zone of CRON, e.g. Europe/Berlin (default {DEFAULT_TZ})"
@@ -44,7 +53,19 @@ def run(req: Request, reply: Reply) -> None:
             )
         reply.send(build_report(req.services, req.host))
         return
-    schedule(req, reply)
+    if args.action == "schedule":
+        schedule(req, reply)
+        return
+    if args.channel or args.tz:
+        raise UsageError(
+            f"`report {args.action}` takes no --channel or --tz (those go with `report schedule`)"
+        )
+    if args.action == "list":
+        if args.cron:
+            raise UsageError("`report list` takes no argument")
+        schedules.list_schedules(req, reply, "report")
+        return
+    schedules.change_schedule(req, reply, "report", args.action, args.cron)
 
 
 def schedule(req: Request, reply: Reply) -> None:
@@ -86,7 +107,7 @@ COMMAND = Command(
     example="/docker report now",
     run=run,
     add_arguments=add_arguments,
-    required_role=lambda args: "admin" if args.action == "schedule" else "viewer",
+    required_role=lambda args: "admin" if args.action in ADMIN_ONLY else "viewer",
     fleet=lambda args: args.action == "now",
     spans_hosts=lambda args: args.action == "schedule",
     scheduled=run_scheduled_report,

@@ -114,13 +114,6 @@ def hub_term(term: str) -> str:
 
 
 # --- the reply -----------------------------------------------------------------------------------
-def slack_escape(text: str) -> str:
-    """Hub descriptions are third-party text: `<!channel>` must not ping anyone, and a
-    stray ``` must not end the code block early."""
-    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return text.replace("```", "`\u200b`\u200b`")
-
-
 def results_table(results: list[hub.SearchResult], *, truncate: bool = True) -> str:
     rows = []
     for r in results:
@@ -133,7 +126,7 @@ def results_table(results: list[hub.SearchResult], *, truncate: bool = True) -> 
 
 def pull_buttons(names: list[str]) -> list[Block]:
     """One Pull button per result, 25 to an actions block (100 results: 4 blocks)."""
-    buttons = [button(f"Pull {name}", "pull.start", value=name) for name in names]
+    buttons = [button(f"Pull {name}", "pull.start", value=name, key=str(i)) for i, name in enumerate(names)]
     return [
         actions(*buttons[i : i + BUTTONS_PER_BLOCK], block_id=f"search.pull.{i // BUTTONS_PER_BLOCK}")
         for i in range(0, len(buttons), BUTTONS_PER_BLOCK)
@@ -150,7 +143,7 @@ def describe_filters(query: SearchQuery) -> str:
 
 
 def search_message(query: SearchQuery, results: list[hub.SearchResult], *, truncate: bool = True) -> Message:
-    term = slack_escape(query.term.replace("`", "'"))  # a backtick would end the inline code
+    term = query.term.replace("`", "'")  # a backtick would end the inline code
     where = f"`{term}` on Docker Hub"
     filters = describe_filters(query)
     if not results:
@@ -160,7 +153,7 @@ def search_message(query: SearchQuery, results: list[hub.SearchResult], *, trunc
     note = f"{count} for {where}" + (f" · {filters}" if filters else "")
     if len(results) == query.limit < MAX_LIMIT:
         note += f" · the first {query.limit}; `--limit` shows up to {MAX_LIMIT}"
-    table = slack_escape(results_table(results, truncate=truncate))
+    table = results_table(results, truncate=truncate)
     return Message(
         text=f"Docker Hub: {count} for {term}",
         blocks=[*code_blocks(table), *pull_buttons([r.name for r in results]), context(note)],

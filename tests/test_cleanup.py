@@ -31,6 +31,7 @@ from bot.jobs.cleanup_run import execute_cleanup
 from bot.jobs.policy import check_policies, parse_policy, resolve_policy
 from bot.jobs.scheduler import Scheduler
 from bot.render.messages import MAX_SECTION_TEXT, Message
+from bot.render.mrkdwn import escape
 from bot.render.text import render
 from bot.sandbox import Engine
 from bot.state.delivery import Delivery
@@ -310,14 +311,18 @@ def test_a_policy_name_that_reads_as_a_rule_or_is_malformed_is_refused(name: str
         ("G0123ABCD", "G0123ABCD"),
         ("D0123ABCD", "D0123ABCD"),
         (" C0123ABCD ", "C0123ABCD"),
-        ("#ops-alerts", "#ops-alerts"),
-        ("#release.v2_ci", "#release.v2_ci"),
-        ("ops", "#ops"),
-        ("#" + "a" * 80, "#" + "a" * 80),
     ],
 )
 def test_channel_forms(text: str, channel: str) -> None:
     assert parse_channel(text) == channel
+
+
+@pytest.mark.parametrize("text", ["#ops-alerts", "#release.v2_ci", "ops", "#" + "a" * 80])
+def test_a_channel_name_is_refused_with_what_to_give(text: str) -> None:
+    """Schedules keep IDs: files.completeUploadExternal takes only a channel ID, and names change."""
+    with pytest.raises(UsageError, match=r"needs the channel's ID, not its name `#[a-z]") as refused:
+        parse_channel(text)
+    assert "leave `--channel` out" in str(refused.value) and "C0123ABCD" in str(refused.value)
 
 
 NOT_CHANNELS = [
@@ -328,13 +333,13 @@ NOT_CHANNELS = [
 
 @pytest.mark.parametrize("text", NOT_CHANNELS)
 def test_not_a_channel_gets_the_usage(text: str) -> None:
-    with pytest.raises(UsageError, match="is not a channel: use #name, a channel ID such as C0123ABCD"):
+    with pytest.raises(UsageError, match="is not a channel: give a channel ID such as C0123ABCD"):
         parse_channel(text)
 
 
 def test_a_reply_mentions_an_id_and_shows_a_name() -> None:
-    assert channel_text("C0123ABCD") == "<#C0123ABCD>"
-    assert channel_text("D0123ABCD") == "<#D0123ABCD>"
+    assert escape(channel_text("C0123ABCD")) == "<#C0123ABCD>"  # live: the bot resolved it
+    assert escape(channel_text("D0123ABCD")) == "<#D0123ABCD>"
     assert channel_text("#ops") == "#ops"
     assert channel_text("terminal") == "terminal"
 

@@ -445,7 +445,12 @@ def test_report_now_through_slack(slack_http: SlackHttpBot, seeded: Engine) -> N
 @pytest.mark.parametrize(
     ("line", "expected"),
     [
-        ("report bogus", "invalid choice: 'bogus' (choose from 'now', 'schedule')"),
+        (
+            "report bogus",
+            "invalid choice: 'bogus' (choose from 'now', 'schedule', 'list', 'cancel', 'pause', 'resume')",
+        ),
+        ("report cancel", "`report cancel` needs a schedule ID"),
+        ("report list --tz UTC", "takes no --channel or --tz"),
         ('report now "0 8 * * *"', "takes no CRON"),
         ("report now --tz UTC", "takes no CRON, --channel or --tz"),
         ("report schedule", "needs a cron expression"),
@@ -504,10 +509,13 @@ def test_schedule_rejects_a_bad_cron_or_zone(chat: ChatBot, scheduler: tuple[Sch
 
 
 def test_schedule_defaults_to_this_channel_and_utc(chat: ChatBot, scheduler: tuple[Scheduler, Inbox]) -> None:
-    chat('report schedule "30 6 * * *" --channel #ops')
+    assert "needs the channel's ID, not its name `#ops`" in chat(
+        'report schedule "30 6 * * *" --channel #ops'
+    )
+    chat('report schedule "30 6 * * *" --channel C0OPS')
     chat('report schedule "30 7 * * *"')
     first, second = scheduler[0].list("report")
-    assert (first.channel, first.timezone) == ("#ops", "UTC")
+    assert (first.channel, first.timezone) == ("C0OPS", "UTC")
     assert (second.channel, second.timezone) == ("terminal", "UTC")
 
 

@@ -317,8 +317,8 @@ def test_slack_reply_has_a_pull_button_per_result(slack_http: SlackHttpBot, clea
     _check_limits(blocks)
     names = [e["repo_name"] for e in matching("redis")[:25]]
     assert [(b["action_id"], b["value"]) for b in _buttons(blocks)] == [
-        ("dockerbot:pull.start", name) for name in names
-    ]
+        (f"dockerbot:pull.start#{i}", name) for i, name in enumerate(names)
+    ]  # Slack wants every action_id of a message unique (the strict fake refuses duplicates)
     assert [b["text"]["text"] for b in _buttons(blocks)] == [f"Pull {name}" for name in names]
 
 

@@ -15,13 +15,14 @@ import docker
 
 from bot import metrics
 from bot.core.access import rank
+from bot.core.channels import channel_text
 from bot.core.commands import ActionRequest, Command, MessageRef, Reply, Request, UsageError, UserError
 from bot.core.services import Services
 from bot.engine.fleet import CapturingReply, HostResult, fan_out, fleet_message
 from bot.engine.hosts import CONNECTION_ERRORS, DockerHost, EngineUnavailable, connection_cause
 from bot.logs import request_id_var
 from bot.render.formatting import ellipsis
-from bot.render.messages import ACTION_PREFIX, Message, code_blocks, mention, plain, section
+from bot.render.messages import ACTION_KEY, ACTION_PREFIX, Message, code_blocks, mention, plain, section
 
 log = logging.getLogger("dockerbot.router")
 
@@ -204,7 +205,7 @@ class Router:
         )
 
     def _channel_notice(self) -> Message:
-        channels = ", ".join(f"<#{c}>" for c in sorted(self.services.access.policy.channels))
+        channels = ", ".join(channel_text(c) for c in sorted(self.services.access.policy.channels))
         return plain(f"dockerbot does not answer in this channel. Use it in {channels}.")
 
     def _fan_out(
@@ -290,11 +291,11 @@ class Router:
                 outcome = outcome_of(error)
                 reply.private(self.describe_failure(error, request_id, None, host))
             finally:
-                label = action_id.removeprefix(ACTION_PREFIX) if runner else "unknown"
+                label = action_id.removeprefix(ACTION_PREFIX).split(ACTION_KEY, 1)[0] if runner else "unknown"
                 metrics.BUTTONS.labels(label, outcome).inc()
 
     def _action(self, action_id: str):  # type: ignore[no-untyped-def]
-        name = action_id.removeprefix(ACTION_PREFIX)
+        name = action_id.removeprefix(ACTION_PREFIX).split(ACTION_KEY, 1)[0]
         for cmd in self.services.commands:
             if name in cmd.actions:
                 return cmd.actions[name]

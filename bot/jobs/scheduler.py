@@ -213,7 +213,10 @@ class Scheduler:
                 .first()
             )
         if row is None:
-            raise UserError(f"There is no schedule `{schedule_id}`. `list` shows them.")
+            raise UserError(
+                f"There is no schedule `{schedule_id}`."
+                " `/docker cleanup list` and `/docker report list` show them."
+            )
         return self._schedule(row)
 
     def list(self, kind: str | None = None) -> list[Schedule]:
@@ -302,8 +305,10 @@ class Scheduler:
         )
 
     def _with_next_run(self, message: Message, schedule_id: str) -> Message:
-        nxt = self.get(schedule_id).next_run
+        schedule = self.get(schedule_id)
+        nxt = schedule.next_run
         note = f"Schedule `{schedule_id}` · next run {_when(nxt)}" if nxt else f"Schedule `{schedule_id}`"
+        note += f" · `/docker {schedule.kind} cancel {schedule_id}` stops it"
         blocks = [*message.blocks, context(note)] if message.blocks else []
         return Message(
             text=message.text,

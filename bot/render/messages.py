@@ -2,12 +2,18 @@
 
 Handlers build messages with these helpers and never import Slack; the Slack
 adapter sends the blocks as they are, the terminal adapter renders them as text.
+
+Handlers pass plain text: every builder escapes it for mrkdwn (`bot.render.mrkdwn`), so text from
+outside the bot (image labels, engine errors, what the user typed) never becomes a mention or a
+link. A `Message.text` stays plain; the Slack adapter escapes it (`slack_text`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from bot.render import mrkdwn
 
 Block = dict[str, Any]
 
@@ -17,6 +23,7 @@ MAX_BUTTON_LABEL = 75
 MAX_HEADER = 150
 
 ACTION_PREFIX = "dockerbot:"
+ACTION_KEY = "#"  # what follows it in an action_id only makes the id unique
 
 
 @dataclass(frozen=True)
@@ -51,31 +58,48 @@ def plain(text: str) -> Message:
     return Message(text=text, blocks=[section(text)])
 
 
+MAX_FIELD_TEXT = 2000
+
+
 def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _plain_text(text: str, limit: int) -> Block:
+    return {"type": "plain_text", "text": _clip(mrkdwn.plain(text), limit)}
+
+
+def _mrkdwn(text: str, limit: int) -> Block:
+    return {"type": "mrkdwn", "text": mrkdwn.clip_escaped(mrkdwn.escape(text), limit)}
+
+
+def slack_text(message: Message) -> str:
+    """A message's fallback text as Slack must get it (escaped like the blocks)."""
+    return mrkdwn.escape(message.text)
+
+
 def header(text: str) -> Block:
-    return {"type": "header", "text": {"type": "plain_text", "text": _clip(text, MAX_HEADER)}}
+    return {"type": "header", "text": _plain_text(text, MAX_HEADER)}
 
 
 def section(text: str) -> Block:
-    """A mrkdwn section. Callers keep text under 3,000 chars (see code_blocks for long text)."""
+    """A mrkdwn section of plain `text` (escaped here). Callers keep text under 3,000 chars (see
+    code_blocks for long text); what escaping adds beyond that is clipped."""
     if len(text) > MAX_SECTION_TEXT:
         raise ValueError(f"section text is {len(text)} chars; Slack allows {MAX_SECTION_TEXT}")
-    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+    return {"type": "section", "text": _mrkdwn(text, MAX_SECTION_TEXT)}
 
 
 def fields(pairs: list[tuple[str, str]]) -> Block:
     """Up to ten label/value fields shown in two columns."""
     return {
         "type": "section",
-        "fields": [{"type": "mrkdwn", "text": f"*{k}*\n{v}"} for k, v in pairs[:10]],
+        "fields": [_mrkdwn(f"*{k}*\n{v}", MAX_FIELD_TEXT) for k, v in pairs[:10]],
     }
 
 
 def context(text: str) -> Block:
-    return {"type": "context", "elements": [{"type": "mrkdwn", "text": _clip(text, MAX_SECTION_TEXT)}]}
+    return {"type": "context", "elements": [_mrkdwn(text, MAX_SECTION_TEXT)]}
 
 
 def divider() -> Block:
@@ -83,24 +107,28 @@ def divider() -> Block:
 
 
 def _chunks(text: str, budget: int) -> list[str]:
-    """Text split on line boundaries into pieces of at most `budget` chars (a longer line is clipped)."""
+    """Text split on line boundaries into pieces of at most `budget` chars once escaped (a longer
+    line is clipped)."""
     chunks: list[str] = []
     current: list[str] = []
     size = 0
     for line in text.splitlines() or [""]:
-        line = _clip(line, budget)
-        if current and size + len(line) + 1 > budget:
+        width = mrkdwn.slack_len(line)
+        if width > budget:
+            line = _clip(line, budget - (width - len(line)))
+            width = mrkdwn.slack_len(line)
+        if current and size + width + 1 > budget:
             chunks.append("\n".join(current))
             current, size = [], 0
         current.append(line)
-        size += len(line) + 1
+        size += width + 1
     chunks.append("\n".join(current))
     return chunks
 
 
 def code_blocks(text: str) -> list[Block]:
     """Preformatted text split on line boundaries into sections that fit Slack's limit."""
-    return [section(f"```{chunk}```") for chunk in _chunks(text, MAX_SECTION_TEXT - len("``````"))]
+    return [section(mrkdwn.code(chunk)) for chunk in _chunks(text, MAX_SECTION_TEXT - len("``````"))]
 
 
 def sections(text: str) -> list[Block]:
@@ -114,15 +142,18 @@ def button(
     value: str = "",
     style: Literal["primary", "danger"] | None = None,
     confirm: tuple[str, str] | None = None,
+    key: str | None = None,
 ) -> Block:
     """A button whose press is routed to the handler action `action`.
 
-    `confirm` is (title, text) for Slack's native "are you sure?" dialog.
+    `confirm` is (title, text) for Slack's native "are you sure?" dialog. Slack wants every
+    action_id of a message unique: buttons of one action in one message each need their own
+    `key` (the action_id becomes `dockerbot:ACTION#KEY`; the router ignores the key).
     """
     el: Block = {
         "type": "button",
-        "action_id": ACTION_PREFIX + action,
-        "text": {"type": "plain_text", "text": _clip(label, MAX_BUTTON_LABEL)},
+        "action_id": ACTION_PREFIX + action + (f"{ACTION_KEY}{key}" if key is not None else ""),
+        "text": _plain_text(label, MAX_BUTTON_LABEL),
         "value": value,
     }
     if style:
@@ -130,9 +161,9 @@ def button(
     if confirm:
         title, body = confirm
         el["confirm"] = {
-            "title": {"type": "plain_text", "text": _clip(title, 100)},
-            "text": {"type": "mrkdwn", "text": _clip(body, 300)},
-            "confirm": {"type": "plain_text", "text": _clip(label, 30)},
+            "title": _plain_text(title, 100),
+            "text": _mrkdwn(body, 300),
+            "confirm": _plain_text(label, 30),
             "deny": {"type": "plain_text", "text": "Cancel"},
             **({"style": style} if style else {}),
         }
@@ -147,5 +178,7 @@ def actions(*buttons: Block, block_id: str | None = None) -> Block:
 
 
 def mention(user: str) -> str:
-    """A Slack user mention for Slack IDs; other users (the terminal) by name."""
-    return f"<@{user}>" if user[:1] in ("U", "W") and user[1:].isalnum() and user.isupper() else user
+    """A Slack user mention for Slack IDs (live: the bot means it); other users (the terminal) by name."""
+    if user[:1] in ("U", "W") and user[1:].isalnum() and user.isupper():
+        return mrkdwn.live(f"<@{user}>")
+    return user

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from bot.render import mrkdwn
 from bot.render.messages import Block, Message
 
 _CODE_FENCE = re.compile(r"```(.*?)```", re.S)
@@ -19,23 +20,27 @@ def mrkdwn_to_text(text: str) -> str:
     pos = 0
     for fence in _CODE_FENCE.finditer(text):
         out.append(_inline(text[pos : fence.start()]))
-        out.append(fence.group(1))
+        out.append(mrkdwn.unescape(fence.group(1)))
         pos = fence.end()
     out.append(_inline(text[pos:]))
     return "".join(out)
 
 
 def _inline(text: str) -> str:
-    # Slack's mrkdwn escapes exactly these three; outside code they read as themselves.
-    text = text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    # Only the bot's own links are still `<…>` here: the builders escaped all other text
+    # (bot.render.mrkdwn), which the terminal then shows as it was typed.
     parts = _INLINE_CODE.split(_BOLD_CODE.sub(r"\1", text))  # odd indexes are code spans
-    for i in range(0, len(parts), 2):
-        parts[i] = _LINK.sub(r"\2 (\1)", _BOLD.sub(r"\1", parts[i]))
+    for i in range(len(parts)):
+        if i % 2 == 0:
+            parts[i] = _LINK.sub(r"\2 (\1)", _BOLD.sub(r"\1", parts[i]))
+        parts[i] = mrkdwn.unescape(parts[i])
     return "".join(parts)
 
 
 def _text_of(obj: dict) -> str:
-    return mrkdwn_to_text(obj.get("text", "")) if obj.get("type") == "mrkdwn" else obj.get("text", "")
+    if obj.get("type") == "mrkdwn":
+        return mrkdwn_to_text(obj.get("text", ""))
+    return mrkdwn.plain(obj.get("text", ""))
 
 
 def render_block(block: Block) -> str:
@@ -66,5 +71,5 @@ def render_button(el: Block) -> str:
 
 def render(message: Message) -> str:
     if not message.blocks:
-        return message.text
+        return mrkdwn.plain(message.text)
     return "\n".join(part for part in (render_block(b) for b in message.blocks) if part)

@@ -13,7 +13,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.webhook import WebhookClient
 
 from bot import metrics
-from bot.render.messages import Message, context
+from bot.render.messages import Message, context, slack_text
 from bot.slack.client import count_api_error, retry_handlers
 from bot.slack.limits import fit
 
@@ -33,7 +33,7 @@ class SlackRef:
 
 
 def _payload(message: Message) -> dict[str, Any]:
-    return {"text": message.text, "blocks": fit(message).blocks}
+    return {"text": slack_text(message), "blocks": fit(message).blocks}
 
 
 class SlackReply:
@@ -124,6 +124,9 @@ class SlackReply:
             except SlackApiError as error:
                 count_api_error(error)
                 notes.append(f"Could not attach `{file.name}` ({error.response.get('error')}).")
+            except Exception as error:  # noqa: BLE001 - the upload URL failing, a timeout: the message still goes
+                log.warning("could not attach %s: %r", file.name, error)
+                notes.append(f"Could not attach `{file.name}` (the upload failed).")
         return Message(
             text=message.text,
             blocks=[*message.blocks, context(" ".join(notes))],

@@ -1,0 +1,83 @@
+"""`list`, `cancel`, `pause` and `resume` of schedules, shared by `/docker cleanup` and `/docker report`.
+
+Not a subcommand of its own: each command manages its own kind of schedule, and a schedule ID of
+the other kind gets a reply naming the command that does work for it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.core.commands import Reply, Request, UsageError, UserError
+from bot.jobs.cleanup_report import folded
+from bot.jobs.scheduler import running_scheduler
+from bot.render.formatting import ellipsis, format_table
+from bot.render.messages import Message, plain
+
+CHANGES = ("cancel", "pause", "resume")
+_EXAMPLES = {
+    "cleanup": '`/docker cleanup schedule "0 3 * * *"`',
+    "report": '`/docker report schedule "0 8 * * 1"`',
+}
+
+
+def when(moment: Any) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M %Z") if moment else "never (paused)"
+
+
+def list_schedules(req: Request, reply: Reply, kind: str) -> None:
+    schedules = running_scheduler(req.services).list(kind)
+    if not schedules:
+        reply.send(plain(f"No {kind} schedules. An admin can add one: {_EXAMPLES[kind]}."))
+        return
+    rows = [
+        [
+            s.id,
+            s.cron,
+            s.timezone,
+            s.channel,
+            s.host,
+            *([ellipsis(s.params.get("policy") or "(default)", 40)] if kind == "cleanup" else []),
+            "paused" if s.paused else "active",
+            when(s.next_run) if not s.paused else "-",
+            s.created_by,
+        ]
+        for s in schedules
+    ]
+    headers = ["ID", "CRON", "TZ", "CHANNEL", "HOST", *(["POLICY"] if kind == "cleanup" else [])]
+    table = format_table([*headers, "STATE", "NEXT RUN", "BY"], rows)
+    title = f"{kind.capitalize()} schedules"
+    reply.send(
+        Message(
+            text=f"{len(schedules)} {kind} schedules",
+            blocks=folded(f"*{title} ({len(rows)})*", table, len(rows)),
+        )
+    )
+
+
+def change_schedule(req: Request, reply: Reply, kind: str, action: str, schedule_id: str | None) -> None:
+    if not schedule_id:
+        raise UsageError(f"`{kind} {action}` needs a schedule ID (`/docker {kind} list` shows them)")
+    scheduler = running_scheduler(req.services)
+    existing = scheduler.get(schedule_id)
+    if existing.kind != kind:
+        raise UserError(
+            f"`{schedule_id}` is a {existing.kind} schedule; use `/docker {existing.kind} {action}`."
+        )
+    changed = getattr(scheduler, action)(schedule_id)
+    req.services.store.audit(
+        user=req.user,
+        channel=req.channel,
+        host=changed.host,
+        action=f"{kind}.{action}",
+        result=f"schedule {changed.id}: {changed.cron} ({changed.timezone})",
+        request_id=req.request_id,
+    )
+    done = {"cancel": "Cancelled", "pause": "Paused", "resume": "Resumed"}[action]
+    after = f" Next run: {when(changed.next_run)}." if action == "resume" else ""
+    reply.send(
+        plain(
+            f"{done} {kind} schedule `{changed.id}` (`{changed.cron}`, {changed.timezone}) "
+            f"on {changed.host}.{after}"
+        )
+    )
