@@ -86,7 +86,9 @@ def _clip(text: str, limit: int) -> str:
 def _command(value: list[str] | str | None) -> str:
     if not value:
         return "—"
-    return _clip(f"`{json.dumps(value)}`", MAX_FIELD - 50)
+    text = _clip(json.dumps(value), MAX_FIELD - 50)
+    # A backtick would end inline code early: such a value goes in a code block (mrkdwn.code).
+    return mrkdwn_code(text) if "`" in text else f"`{text}`"
 
 
 def _list_section(title: str, items: list[str], *, code: bool) -> Block:

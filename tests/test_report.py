@@ -449,7 +449,7 @@ def test_report_now_through_slack(slack_http: SlackHttpBot, seeded: Engine) -> N
             "report bogus",
             "invalid choice: 'bogus' (choose from 'now', 'schedule', 'list', 'cancel', 'pause', 'resume')",
         ),
-        ("report cancel", "`report cancel` needs a schedule ID"),
+        ("report cancel", "report cancel needs a schedule ID"),
         ("report list --tz UTC", "takes no --channel or --tz"),
         ('report now "0 8 * * *"', "takes no CRON"),
         ("report now --tz UTC", "takes no CRON, --channel or --tz"),
@@ -509,9 +509,7 @@ def test_schedule_rejects_a_bad_cron_or_zone(chat: ChatBot, scheduler: tuple[Sch
 
 
 def test_schedule_defaults_to_this_channel_and_utc(chat: ChatBot, scheduler: tuple[Scheduler, Inbox]) -> None:
-    assert "needs the channel's ID, not its name `#ops`" in chat(
-        'report schedule "30 6 * * *" --channel #ops'
-    )
+    assert "needs the channel's ID, not its name #ops" in chat('report schedule "30 6 * * *" --channel #ops')
     chat('report schedule "30 6 * * *" --channel C0OPS')
     chat('report schedule "30 7 * * *"')
     first, second = scheduler[0].list("report")
@@ -548,3 +546,17 @@ def test_a_scheduled_report_never_raises_when_the_engine_is_down(services: Servi
         engine.start()
     assert "Cannot reach the Docker engine on host `local`" in message.text
     assert "Docker disk usage on local" in run_scheduled_report(services, host, {}).text, "back again"
+
+
+def test_a_failed_upload_still_posts_the_report_and_says_so(slack_http: SlackHttpBot, seeded: Engine) -> None:
+    """The upload URL answering 500 makes slack_sdk raise SlackRequestError, not SlackApiError."""
+    slack_http.slack.fail("file_upload", 500)
+    status, _ = slack_http.command("report now", tag="nochart")
+    assert status == 200
+    [reply] = slack_http.slack.wait_for("response_url", lambda c: c.tag == "nochart", timeout=30)
+    assert reply.ok and reply.body["response_type"] == "in_channel"
+    texts = str(reply.body["blocks"])
+    assert "TYPE            TOTAL" in texts, "the report itself"
+    assert "Could not attach `disk-usage-local.png` (the upload failed)." in texts
+    assert "Something went wrong" not in texts
+    assert not slack_http.slack.calls("files.completeUploadExternal")

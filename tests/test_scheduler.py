@@ -230,7 +230,7 @@ def test_slack_500_then_200_posts_exactly_once(services: Services, fake_slack: F
     settings = services.settings.model_copy(update={"slack_api_url": fake_slack.api_url})
     delivery = Delivery(services.store.engine, SlackPoster(make_web_client(settings)))
     fake_slack.fail("chat.postMessage", status=500, times=1)
-    assert delivery.deliver("C9", plain("summary"))
+    assert delivery.deliver("C0009", plain("summary"))
     attempts = fake_slack.calls("chat.postMessage")
     assert len(attempts) == 2
     assert [c.body["text"] for c in fake_slack.calls("chat.postMessage", ok=True)] == ["summary"]
@@ -241,5 +241,5 @@ def test_slack_429_then_500_then_ok_posts_exactly_once(services: Services, fake_
     delivery = Delivery(services.store.engine, SlackPoster(make_web_client(settings)))
     fake_slack.fail("chat.postMessage", status=429, retry_after=1, times=1)
     fake_slack.fail("chat.postMessage", status=500, times=1)
-    assert delivery.deliver("C9", plain("summary"))
+    assert delivery.deliver("C0009", plain("summary"))
     assert [c.body["text"] for c in fake_slack.calls("chat.postMessage", ok=True)] == ["summary"]
