@@ -560,3 +560,42 @@ def test_a_failed_upload_still_posts_the_report_and_says_so(slack_http: SlackHtt
     assert "Could not attach `disk-usage-local.png` (the upload failed)." in texts
     assert "Something went wrong" not in texts
     assert not slack_http.slack.calls("files.completeUploadExternal")
+
+
+def test_report_schedules_are_listed_paused_resumed_and_cancelled(
+    chat: ChatBot, router: Router, scheduler: tuple[Scheduler, Inbox]
+) -> None:
+    sched, _ = scheduler
+    assert "No report schedules" in chat("report list")
+    chat('report schedule "0 8 * * 1" --channel C0OPS')
+    [made] = sched.list("report")
+    listing = chat("report list")
+    assert made.id in listing and "C0OPS" in listing and "active" in listing
+    assert "needs the admin role" in ChatBot(router).say_as(f"report cancel {made.id}", "U555")
+    assert "Paused report schedule" in chat(f"report pause {made.id}") and "paused" in chat("report list")
+    assert sched.get(made.id).next_run is None
+    assert "Resumed report schedule" in chat(f"report resume {made.id}")
+    assert sched.get(made.id).next_run is not None
+    # The other command names this one, and what it names works.
+    wrong = chat(f"cleanup cancel {made.id}")
+    assert "is a report schedule; use /docker report cancel" in wrong
+    assert "Cancelled report schedule" in chat(f"report cancel {made.id}")
+    assert sched.list("report") == [] and "No report schedules" in chat("report list")
+    assert "There is no schedule" in chat(f"report resume {made.id}")
+    assert [a["action"] for a in router.services.store.recent_audit(4)][:3] == [
+        "report.cancel",
+        "report.resume",
+        "report.pause",
+    ]
+
+
+def test_a_scheduled_report_says_how_to_stop_it(
+    chat: ChatBot, seeded: Engine, scheduler: tuple[Scheduler, Inbox]
+) -> None:
+    sched, inbox = scheduler
+    chat('report schedule "0 8 * * 1" --channel C0OPS')
+    [made] = sched.list("report")
+    sched.run(made.id)
+    [(_, message)] = inbox.sent
+    assert f"/docker report cancel {made.id}" in str(message.blocks[-1])
+    assert "Cancelled" in chat(f"report cancel {made.id}")
