@@ -18,6 +18,7 @@ import pytest
 
 from bot.core.router import Router
 from bot.core.services import Services
+from bot.core.settings import Settings
 from bot.engine.hosts import DockerHost
 from bot.engine.images import list_images
 from bot.engine.ledger import Ledger
@@ -38,9 +39,12 @@ from bot.jobs.report import (
 from bot.jobs.scheduler import Scheduler
 from bot.render.messages import MAX_SECTION_TEXT, Message
 from bot.sandbox import Engine
+from bot.slack.client import make_web_client
 from bot.slack.limits import MAX_MESSAGE_BLOCKS
+from bot.slack.reply import SlackPoster
 from tests.chat import ChatBot
 from tests.conftest import SlackHttpBot
+from tests.fakes.slack import FakeSlack
 
 ROOT = Path(__file__).resolve().parent.parent
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -599,3 +603,16 @@ def test_a_scheduled_report_says_how_to_stop_it(
     [(_, message)] = inbox.sent
     assert f"/docker report cancel {made.id}" in str(message.blocks[-1])
     assert "Cancelled" in chat(f"report cancel {made.id}")
+
+
+def test_a_schedule_stored_with_a_channel_name_still_posts_its_report(
+    services: Services, settings: Settings, fake_slack: FakeSlack, seeded: Engine
+) -> None:
+    """Schedules made before channels were kept as IDs: files.completeUploadExternal would refuse
+    `channel_id="#ops"`, so the report goes without its chart and says why."""
+    fake_slack.channels["ops"] = "C0OPS"
+    poster = SlackPoster(make_web_client(settings.model_copy(update={"slack_api_url": fake_slack.api_url})))
+    poster.post("#ops", run_scheduled_report(services, services.hosts.default, {}))
+    [posted] = fake_slack.calls("chat.postMessage", ok=True)
+    assert "files need the channel's ID, not #ops" in str(posted.body["blocks"])
+    assert not fake_slack.calls("files.completeUploadExternal") and not fake_slack.violations

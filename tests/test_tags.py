@@ -11,6 +11,7 @@ import pytest
 from bot.core.services import Services
 from bot.render.formatting import created_since, human_size
 from tests.chat import ChatBot
+from tests.conftest import SlackHttpBot
 from tests.fakes.hub import FakeHub, default_dataset, hub_repo
 
 COLUMNS = ["TAG", "COMPRESSED SIZE", "LAST PUSHED", "ARCHITECTURES"]
@@ -147,3 +148,15 @@ def test_a_repository_without_tags(chat: ChatBot, services: Services) -> None:
         finally:
             services.settings = original
     assert out.strip() == "Docker Hub lists no tags for empty/repo."
+
+
+def test_slack_takes_the_reply_with_a_pull_button_per_tag(
+    slack_http: SlackHttpBot, clean_hub: FakeHub
+) -> None:
+    """Slack refuses a message whose action_ids repeat (the strict fake does too)."""
+    slack_http.command("tags redis --limit 5", tag="tags")
+    [call] = slack_http.slack.wait_for("response_url", lambda c: c.tag == "tags", timeout=10)
+    assert call.ok, call.short()
+    buttons = [el for b in call.body["blocks"] if b["type"] == "actions" for el in b["elements"]]
+    assert [b["value"] for b in buttons] == [f"redis:{t['name']}" for t in hub_tags("redis")[:5]]
+    assert len({b["action_id"] for b in buttons}) == 5

@@ -4,6 +4,7 @@ the poster scheduled results use."""
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -18,6 +19,9 @@ from bot.slack.client import count_api_error, retry_handlers
 from bot.slack.limits import fit
 
 log = logging.getLogger("dockerbot.slack")
+
+# files.completeUploadExternal takes only a conversation ID as channel_id.
+_CONVERSATION_ID = re.compile(r"[CGD][A-Z0-9]{2,}")
 
 # chat.postMessage fails with these where the bot is not a member; response_url still works there.
 _NOT_POSTABLE = {"not_in_channel", "channel_not_found", "is_archived", "restricted_action"}
@@ -114,6 +118,10 @@ class SlackReply:
             try:
                 if message.in_channel or not self.user:
                     target, where = self.channel, "attached"
+                    if not _CONVERSATION_ID.fullmatch(target):  # a schedule stored with a #name
+                        why = f"files need the channel's ID, not {target}"
+                        notes.append(f"Could not attach `{file.name}`: {why}.")
+                        continue
                 else:
                     target = self.client.conversations_open(users=self.user)["channel"]["id"]
                     where = "sent to you in a direct message"
