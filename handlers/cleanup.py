@@ -34,7 +34,7 @@ def add_arguments(parser: ArgParser) -> None:
     schedule = sub.add_parser("schedule")
     schedule.add_argument("cron", nargs="+", metavar="CRON", help='e.g. "0 3 * * *" (quote it)')
     schedule.add_argument("--policy", help=policy_help)
-    schedule.add_argument("--channel", help="where summaries go: #name, C123 or a channel link")
+    schedule.add_argument("--channel", help="where summaries go: a channel ID (C0123ABCD); default: here")
     schedule.add_argument(
         "--tz", help=f"time zone of the cron line, e.g. Europe/Berlin (default {DEFAULT_TZ})"
     )
