@@ -38,7 +38,7 @@ def add_arguments(parser: ArgParser) -> None:
         metavar="CRON|ID",
         help='with schedule: "MIN HOUR DAY MONTH WEEKDAY"; else a schedule ID',
     )
-    parser.add_argument("--channel", help="with schedule: where to post, a channel ID (C0123ABCD); default: here")
+    parser.add_argument("--channel", help="with schedule: a channel ID (C0123ABCD) to post to; default: here")
     parser.add_argument(
         "--tz", help=f"with schedule: the time zone of CRON, e.g. Europe/Berlin (default {DEFAULT_TZ})"
     )
