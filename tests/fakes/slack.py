@@ -10,6 +10,12 @@ One ``FakeSlack`` serves, on 127.0.0.1 with OS-assigned ports:
 
 Every HTTP request is recorded as a :class:`Call`; faults can be queued per method.
 
+It is as strict as Slack: every message, view, response_url body and upload step is checked
+against Slack's rules (tests/fakes/slack_rules.py) and refused with Slack's error answer. Each
+refusal is also recorded in :data:`VIOLATIONS`; tests/conftest.py fails the test, and the whole
+run, on any that was not expected. A test of the fake that breaks a rule on purpose does so
+inside ``with fake.expect_violations():``.
+
 Proxy caveat: slack_sdk reads HTTPS_PROXY/HTTP_PROXY (and ignores NO_PROXY), including for
 the builtin Socket Mode client. Delete those variables (or set them to "") in tests.
 """
