@@ -22,6 +22,7 @@ from bot.jobs.scheduler import Scheduler
 from bot.render.messages import Message
 from bot.sandbox import Engine
 from bot.slack.client import make_web_client
+from bot.slack.home import publish_home
 from bot.slack.reply import SlackPoster
 from tests.chat import ChatBot
 from tests.conftest import SlackHttpBot
@@ -181,10 +182,18 @@ def test_scheduled_summaries_carry_no_live_mention_either(
     finally:
         scheduler.shutdown(wait=False)
     assert len(inbox.sent) == 2
-    poster = SlackPoster(make_web_client(settings.model_copy(update={"slack_api_url": fake_slack.api_url})))
+    client = make_web_client(settings.model_copy(update={"slack_api_url": fake_slack.api_url}))
+    poster = SlackPoster(client)
     for channel, message in inbox.sent:
         poster.post(channel, message)
     assert len(fake_slack.calls("chat.postMessage", ok=True)) == 2
+    services.scheduler = scheduler  # the Home tab shows the last cleanup's summary
+    try:
+        publish_home(client, services, "U111")
+    finally:
+        services.scheduler = None
+    [home] = fake_slack.calls("views.publish", ok=True)
+    assert "Last cleanup" in str(home.body)
     assert unintended(fake_slack) == []
     everything = "\n".join(t for c in fake_slack.calls() for t in mrkdwn_texts(c))
     assert "&lt;!channel&gt;" in everything  # the policy, echoed, escaped
