@@ -330,3 +330,17 @@ def test_progress_counts() -> None:
     assert progress_counts(0, 0) == ""
     assert progress_counts(3, 0, units="s") == "3 s"  # containerd "Extracting"
     assert progress_counts(3, 10, units="s") == "3/10 s"
+
+
+def test_code_blocks_fit_slack_once_escaped_and_fenced() -> None:
+    """Escaping (`<` -> `&lt;`) and broken fences make text longer: the chunks still fit."""
+    from bot.render import mrkdwn
+    from bot.render.messages import code_blocks
+
+    text = "\n".join(["<none>   <none>   ```&```" * 20] * 40 + ["<" * 5000])
+    blocks = code_blocks(text)
+    for block in blocks:
+        shown = block["text"]["text"]
+        assert len(shown) <= 3000 and shown.startswith("```") and shown.endswith("```")
+        assert shown.count("```") == 2 and "<" not in shown
+    assert mrkdwn.unescape(blocks[0]["text"]["text"]).startswith("```<none>   <none>   ```&```")

@@ -113,10 +113,8 @@ def _chunks(text: str, budget: int) -> list[str]:
     current: list[str] = []
     size = 0
     for line in text.splitlines() or [""]:
+        line = mrkdwn.clip_plain(line, budget)
         width = mrkdwn.slack_len(line)
-        if width > budget:
-            line = _clip(line, budget - (width - len(line)))
-            width = mrkdwn.slack_len(line)
         if current and size + width + 1 > budget:
             chunks.append("\n".join(current))
             current, size = [], 0

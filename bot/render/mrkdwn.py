@@ -60,8 +60,24 @@ def unescape(text: str) -> str:
 
 
 def slack_len(text: str) -> int:
-    """Characters the text takes once escaped: what Slack's length limits count."""
-    return len(escape(text))
+    """Characters the text takes once escaped (and, inside `code`, its fences broken): what
+    Slack's length limits count."""
+    return len(escape(text)) + (len(_BROKEN_FENCE) - len(_FENCE)) * text.count(_FENCE)
+
+
+_WIDTH = {"&": 5, "<": 4, ">": 4}
+
+
+def clip_plain(text: str, limit: int) -> str:
+    """The longest start of `text` (ending in "…" if cut) whose `slack_len` is at most `limit`."""
+    if slack_len(text) <= limit:
+        return text
+    used = 1 + len(_BROKEN_FENCE)  # the "…", and room for a fence broken at the cut
+    for i, char in enumerate(text):
+        used += _WIDTH.get(char, 1)
+        if used > limit:
+            return text[:i] + "…"
+    return text
 
 
 def code(text: str) -> str:
