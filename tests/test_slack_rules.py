@@ -160,6 +160,7 @@ def test_a_message_slack_takes_passes(fake: FakeSlack, client: WebClient) -> Non
     assert not fake.violations
 
 
+@pytest.mark.filterwarnings("ignore:The top-level `text` argument is missing:UserWarning")
 def test_blocks_need_a_text_fallback(fake: FakeSlack, client: WebClient) -> None:
     with fake.expect_violations(), pytest.raises(SlackApiError) as err:
         client.chat_postMessage(channel="C111", blocks=[section("x")])
