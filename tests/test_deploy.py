@@ -578,6 +578,180 @@ def test_the_proxy_passes_names_that_look_odd_but_are_not(proxy: Proxy) -> None:
     assert proxy.raw("GET", "/v1.45/images/registry.example.com:5000/a/b:1.0/json") != 403
 
 
+# `docker import` dressed as a pull. The engine (moby's postImagesCreate) pulls when r.Form's first
+# `fromImage` is not empty and imports otherwise: from the `fromSrc` URL, or (`fromSrc=-`) from a tar
+# in the body, re-pointing `repo:tag`. r.Form is Go's: names and values percent-decoded, a urlencoded
+# body (chunked or not) merged in *ahead of* the query. Each attempt: (what the README lists, query,
+# body, content type, chunked, whether the engine really imports it when asked directly).
+@dataclass(frozen=True)
+class Attempt:
+    what: str
+    query: str
+    body: bytes | str = b""
+    form: bool = False
+    chunked: bool = False
+    imports: bool = False
+
+
+IMPORT_ATTEMPTS: dict[str, Attempt] = {
+    "fromsrc": Attempt("a `fromSrc` URL", "fromSrc={url}&repo=evil&tag=fromsrc", imports=True),
+    "encoded": Attempt(
+        "a percent-encoded parameter name (`from%53rc`)",
+        "from%53rc={url}&repo=evil&tag=encoded",
+        imports=True,
+    ),
+    "form": Attempt(
+        "a urlencoded form body, even under a pull's query",
+        "fromImage=busybox&tag=latest",
+        body="fromImage=&fromSrc={url}&repo=evil&tag=form",
+        form=True,
+        imports=True,
+    ),
+    "chunkedform": Attempt(
+        "a chunked body",
+        "fromImage=busybox&tag=latest",
+        body="fromImage=&fromSrc={url}&repo=evil&tag=chunkedform",
+        form=True,
+        chunked=True,
+        imports=True,
+    ),
+    "tar": Attempt("a tar body (`fromSrc=-`)", "fromSrc=-&repo=evil&tag=tar", body=b"<tar>", imports=True),
+    "repeated": Attempt("a repeated parameter", "fromImage=&fromImage=busybox&tag=latest"),
+    "none": Attempt("no `fromImage`", "tag=latest"),
+    "empty": Attempt("an empty `fromImage`", "fromImage=&tag=latest"),
+    "noquery": Attempt("no query at all", ""),
+    "other": Attempt("any parameter but `fromImage`, `tag`, `platform`", "fromImage=busybox&message=x"),
+    "case": Attempt("a parameter name in another case", "fromImage=busybox&FromSrc={url}"),
+    "semicolon": Attempt("a `;` separator", "fromImage=busybox;fromSrc={url}"),
+}
+README_REFUSES_START = "<!-- proxy refuses on /images/create: checked against tests/test_deploy.py -->"
+
+
+class UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str) -> None:
+        super().__init__("localhost", timeout=60)
+        self.unix_path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(60)
+        self.sock.connect(self.unix_path)
+
+
+@dataclass
+class RootfsServer:
+    """An HTTP server with one tiny rootfs tar: what `fromSrc=URL` makes the engine fetch."""
+
+    url: str
+    tar: bytes
+    hits: list[str]
+
+
+@pytest.fixture
+def rootfs_server() -> Iterator[RootfsServer]:
+    import http.server
+    import io
+    import tarfile
+    import threading
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        info = tarfile.TarInfo("pwned")
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"hi\n"))
+    data = buffer.getvalue()
+    hits: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            hits.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield RootfsServer(f"http://127.0.0.1:{server.server_address[1]}/rootfs.tar", data, hits)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def attempt_import(conn: http.client.HTTPConnection, attempt: Attempt, rootfs: RootfsServer) -> int:
+    query = attempt.query.replace("{url}", rootfs.url)
+    path = "/images/create" + (f"?{query}" if query else "")
+    body = (
+        attempt.body
+        if isinstance(attempt.body, bytes)
+        else attempt.body.replace("{url}", rootfs.url).encode()
+    )
+    body = rootfs.tar if body == b"<tar>" else body
+    headers = {"Content-Type": "application/x-www-form-urlencoded"} if attempt.form else {}
+    try:
+        try:
+            if attempt.chunked:
+                headers["Transfer-Encoding"] = "chunked"
+                chunks = iter([body[:7], body[7:]])
+                conn.request("POST", path, body=chunks, headers=headers, encode_chunked=True)
+            else:
+                conn.request("POST", path, body=body, headers=headers)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the proxy answered (403) and closed before the whole body went out
+        response = conn.getresponse()
+        response.read()  # the engine streams its progress; the import is done when the stream ends
+        return response.status
+    finally:
+        conn.close()
+
+
+def evil_tags(engine: Engine) -> list[str]:
+    return engine.cli("images", "evil", "--format", "{{.Tag}}").stdout.split()
+
+
+@pytest.mark.parametrize("case", list(IMPORT_ATTEMPTS))
+def test_the_proxy_refuses_every_import_dressed_as_a_pull(
+    case: str, proxy: Proxy, engine: Engine, rootfs_server: RootfsServer
+) -> None:
+    attempt = IMPORT_ATTEMPTS[case]
+    engine.cli("rmi", "-f", f"evil:{case}", check=False)
+    assert (
+        attempt_import(
+            http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=60), attempt, rootfs_server
+        )
+        == 403
+    )
+    assert rootfs_server.hits == [] and case not in evil_tags(engine), "the engine imported through the proxy"
+    if attempt.imports:  # the attempt is real: straight to the engine, it imports
+        try:
+            attempt_import(UnixConnection(engine.docker_host.removeprefix("unix://")), attempt, rootfs_server)
+            assert case in evil_tags(engine), f"{case}: the engine did not import it directly either"
+        finally:
+            engine.cli("rmi", "-f", f"evil:{case}", check=False)
+
+
+def test_the_proxy_passes_the_pulls_the_sdk_sends(proxy: Proxy) -> None:
+    """What the docker SDK sends for `pull` reaches the engine (it answers, not the proxy's 403)."""
+    for query in [
+        "tag=latest&fromImage=nosuch.invalid%2Fx",
+        "fromImage=nosuch.invalid%2Fx&tag=1&platform=linux%2Famd64",
+    ]:
+        assert proxy.raw("POST", f"/v1.41/images/create?{query}") not in (403, 400)
+
+
+def test_the_readme_lists_what_the_proxy_refuses_on_pull() -> None:
+    text = (DEPLOY / "README.md").read_text()
+    assert README_REFUSES_START in text
+    block = text.split(README_REFUSES_START, 1)[1].strip().split("\n\n", 1)[0]
+    listed = [line.removeprefix("- ").rstrip(";.") for line in block.splitlines()]
+    assert listed == [a.what for a in IMPORT_ATTEMPTS.values()]
+
+
 def test_the_docker_cli_cannot_start_a_privileged_container_through_it(proxy: Proxy) -> None:
     run = subprocess.run(
         ["docker", "--host", proxy.url, "run", "--rm", "--privileged", "-v", "/:/host", "busybox", "true"],
