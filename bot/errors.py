@@ -1,4 +1,4 @@
-"""The two exceptions every layer may raise for the user to read (a leaf: it imports nothing)."""
+"""The exceptions every layer may raise for the user to read (a leaf: it imports nothing)."""
 
 
 class UserError(Exception):
@@ -7,3 +7,7 @@ class UserError(Exception):
 
 class UsageError(UserError):
     """Bad arguments: the reply adds the command's usage."""
+
+
+class Refused(UserError):
+    """The asker lacks the role on a host: told privately (already audited), nothing done."""

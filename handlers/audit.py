@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 
-from bot.core.commands import ArgParser, Command, Reply, Request
+from bot.core.access import rank
+from bot.core.commands import ArgParser, Command, Reply, Request, hosts_of
 from bot.render.formatting import format_table, short_id
 from bot.render.messages import Message, code_blocks, plain
 
@@ -16,7 +17,16 @@ def add_arguments(parser: ArgParser) -> None:
 def run(req: Request, reply: Reply) -> None:
     store = req.services.store
     count = min(max(req.args.count, 1), 200)
-    entries = store.recent_audit(count)
+    # Only entries of hosts where the asker may read the audit log (admin on each host they name).
+    access = req.services.access
+
+    def visible(spec: str) -> bool:
+        names = hosts_of(req.services, spec or "all")  # no host: an entry about every host
+        return all(
+            rank(access.role(req.user, req.channel, n, local=req.local)) >= rank("admin") for n in names
+        )
+
+    entries = store.recent_audit(count, visible)
     if not entries:
         reply.send(plain("The audit log is empty."))
         return

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.core.commands import Reply, Request, UsageError, UserError
+from bot.core.commands import Reply, Request, UsageError, UserError, hosts_of, require_role
 from bot.jobs.cleanup_report import folded
 from bot.jobs.scheduler import running_scheduler
 from bot.render.formatting import ellipsis, format_table
@@ -26,7 +26,14 @@ def when(moment: Any) -> str:
 
 
 def list_schedules(req: Request, reply: Reply, kind: str) -> None:
-    schedules = running_scheduler(req.services).list(kind)
+    # Only schedules on hosts the asker has a role on (every host of a fleet schedule).
+    access = req.services.access
+
+    def readable(spec: str) -> bool:
+        names = hosts_of(req.services, spec)
+        return all(access.role(req.user, req.channel, name, local=req.local) for name in names)
+
+    schedules = [s for s in running_scheduler(req.services).list(kind) if readable(s.host)]
     if not schedules:
         reply.send(plain(f"No {kind} schedules. An admin can add one: {_EXAMPLES[kind]}."))
         return
@@ -64,6 +71,8 @@ def change_schedule(req: Request, reply: Reply, kind: str, action: str, schedule
         raise UserError(
             f"`{schedule_id}` is a {existing.kind} schedule; use `/docker {existing.kind} {action}`."
         )
+    # Admin on the hosts the schedule runs on, not (only) on the host the command was typed for.
+    require_role(req, "admin", hosts_of(req.services, existing.host), f"/docker {kind} {action}")
     changed = getattr(scheduler, action)(schedule_id)
     req.services.store.audit(
         user=req.user,

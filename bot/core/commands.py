@@ -8,14 +8,15 @@ from `request`, talks to the Docker host in `request.host`, and answers through
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from bot.errors import UsageError, UserError
-from bot.render.messages import Message
+from bot.core.access import rank
+from bot.errors import Refused, UsageError, UserError
+from bot.render.messages import Message, mention
 
-__all__ = ["UsageError", "UserError"]  # handlers take the whole contract from here
+__all__ = ["Refused", "UsageError", "UserError"]  # handlers take the whole contract from here
 
 if TYPE_CHECKING:
     from bot.core.services import Services
@@ -132,3 +133,40 @@ class Command:
     def usage(self) -> str:
         # argparse wraps long usage lines; a chat reply reads better on one line.
         return " ".join(self.parser().format_usage().removeprefix("usage: ").split())
+
+
+def hosts_of(services: Services, spec: str) -> list[str]:
+    """The host names an object names (a schedule's `all`, `a,b` or one name)."""
+    if spec == "all":
+        return list(services.hosts.names)
+    return [name.strip() for name in spec.split(",") if name.strip()] or [spec]
+
+
+def refusal(services: Services, what: str, needed: str, role: str | None, host: str) -> str:
+    granters = services.access.granters(host)
+    mentions = ", ".join(mention(g) for g in granters)
+    who = (
+        f"Ask an admin ({mentions}) to grant it in the bot's config."
+        if granters
+        else "Roles are granted in the bot's config: `DOCKERBOT_ADMINS`, `DOCKERBOT_OPERATORS`, "
+        "or `access:` in `DOCKERBOT_CONFIG`."
+    )
+    have = f"you are {role} there" if role else "you have no role there"
+    return f"`{what}` needs the *{needed}* role on host `{host}`; {have}. {who}"
+
+
+def require_role(req: Request | ActionRequest, needed: str, hosts: Iterable[str], what: str) -> None:
+    """Refuse (audited, privately) unless the asker holds `needed` on every one of `hosts`: the hosts
+    the object acted on belongs to, which need not be the host the command was typed for."""
+    for host in hosts:
+        role = req.services.access.role(req.user, req.channel, host, local=req.local)
+        if rank(role) < rank(needed):
+            req.services.store.audit(
+                user=req.user,
+                channel=req.channel,
+                host=host,
+                action=f"{what.removeprefix('/docker ').split()[0]}.refused",
+                result=f"needs {needed}, has {role or 'none'}",
+                request_id=req.request_id,
+            )
+            raise Refused(refusal(req.services, what, needed, role, host))

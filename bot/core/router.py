@@ -16,13 +16,23 @@ import docker
 from bot import metrics
 from bot.core.access import rank
 from bot.core.channels import channel_text
-from bot.core.commands import ActionRequest, Command, MessageRef, Reply, Request, UsageError, UserError
+from bot.core.commands import (
+    ActionRequest,
+    Command,
+    MessageRef,
+    Refused,
+    Reply,
+    Request,
+    UsageError,
+    UserError,
+    refusal,
+)
 from bot.core.services import Services
 from bot.engine.fleet import CapturingReply, HostResult, fan_out, fleet_message
 from bot.engine.hosts import CONNECTION_ERRORS, DockerHost, EngineUnavailable, connection_cause
 from bot.logs import request_id_var
 from bot.render.formatting import ellipsis
-from bot.render.messages import ACTION_KEY, ACTION_PREFIX, Message, code_blocks, mention, plain, section
+from bot.render.messages import ACTION_KEY, ACTION_PREFIX, Message, code_blocks, plain, section
 
 log = logging.getLogger("dockerbot.router")
 
@@ -165,6 +175,9 @@ class Router:
                     cmd.run(request, reply)
                 else:
                     self._fan_out(cmd, args, hosts, roles, user, channel, request_id, local, reply)
+            except Refused as error:  # on the host of the object acted on: private, audited already
+                outcome = "refused"
+                reply.private(plain(str(error)))
             except Exception as error:  # noqa: BLE001 - every failure becomes a reply, never a traceback
                 outcome = outcome_of(error)
                 reply.send(self.describe_failure(error, request_id, cmd.name if cmd else None, host))
@@ -184,14 +197,6 @@ class Router:
         reply: Reply,
     ) -> None:
         """Private, audited, and nothing else happens."""
-        granters = self.services.access.granters(host.name)
-        who = (
-            f"Ask an admin ({', '.join(mention(g) for g in granters)}) to grant it in the bot's config."
-            if granters
-            else "Roles are granted in the bot's config: `DOCKERBOT_ADMINS`, `DOCKERBOT_OPERATORS`, "
-            "or `access:` in `DOCKERBOT_CONFIG`."
-        )
-        have = f"you are {role} there" if role else "you have no role there"
         self.services.store.audit(
             user=user,
             channel=channel,
@@ -200,9 +205,7 @@ class Router:
             result=f"needs {needed}, has {role or 'none'}",
             request_id=request_id,
         )
-        reply.private(
-            plain(f"`/docker {cmd.name}` needs the *{needed}* role on host `{host.name}`; {have}. {who}")
-        )
+        reply.private(plain(refusal(self.services, f"/docker {cmd.name}", needed, role, host.name)))
 
     def _channel_notice(self) -> Message:
         channels = ", ".join(channel_text(c) for c in sorted(self.services.access.policy.channels))

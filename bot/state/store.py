@@ -243,9 +243,19 @@ class Store:
                 with open(self.audit_file, "a", encoding="utf-8") as fh:
                     fh.write(text)
 
-    def recent_audit(self, limit: int) -> list[dict[str, Any]]:
+    def recent_audit(self, limit: int, visible: Callable[[str], bool] | None = None) -> list[dict[str, Any]]:
+        """The newest `limit` entries, newest first; with `visible`, only entries whose host it passes."""
+        found: list[dict[str, Any]] = []
+        before: int | None = None
+        page = limit if visible is None else max(limit, 200)
         with self.engine.connect() as conn:
-            rows = (
-                conn.execute(select(audit_log).order_by(audit_log.c.id.desc()).limit(limit)).mappings().all()
-            )
-        return [dict(r) for r in rows]
+            while len(found) < limit:
+                query = select(audit_log).order_by(audit_log.c.id.desc()).limit(page)
+                if before is not None:
+                    query = query.where(audit_log.c.id < before)
+                rows = [dict(r) for r in conn.execute(query).mappings().all()]
+                found += [r for r in rows if visible is None or visible(r["host"])]
+                if len(rows) < page or visible is None:
+                    break
+                before = rows[-1]["id"]
+        return found[:limit]

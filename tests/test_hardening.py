@@ -1,0 +1,112 @@
+"""Issue 15: what an attack on the served bot got through, each through signed requests to the
+served bot (HTTP mode, two hosts, per-host roles) in front of a real engine."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bot.core.services import Services
+from bot.core.settings import Settings
+from bot.jobs.scheduler import Scheduler
+from bot.render.messages import Message
+from bot.sandbox import Engine
+from bot.state.delivery import Delivery
+from tests.conftest import SlackHttpBot
+
+CHANNEL = "CHARD"
+ACCESS = {
+    "default_role": "viewer",
+    "hosts": {"local": {"admin": ["ULOCAL"]}, "prod": {"admin": ["UPROD"]}},
+}
+
+
+@pytest.fixture
+def settings(settings: Settings, engine: Engine, tmp_path: Path) -> Settings:
+    path = tmp_path / "dockerbot.yml"
+    config = {
+        "default_host": "local",
+        "hosts": {"local": {"url": engine.docker_host}, "prod": {"url": engine.docker_host}},
+        "access": ACCESS,
+    }
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return settings.model_copy(update={"config": path})
+
+
+class Quiet:
+    def post(self, channel: str, message: Message) -> None:
+        pass
+
+
+@pytest.fixture
+def scheduler(services: Services) -> Iterator[Scheduler]:
+    scheduler = Scheduler(services, Delivery(services.store.engine, Quiet()))
+    services.scheduler = scheduler
+    scheduler.start(paused=True)
+    try:
+        yield scheduler
+    finally:
+        scheduler.shutdown(wait=False)
+        services.scheduler = None
+
+
+def ask(bot: SlackHttpBot, text: str, user: str, tag: str, channel: str = CHANNEL) -> str:
+    """A signed slash command; what the user saw (the response_url answer or the posted message)."""
+    since = len(bot.slack.calls("chat.postMessage"))
+    assert bot.command(text, user=user, channel=channel, tag=tag)[0] == 200
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        answers = [c for c in bot.slack.calls("response_url") if c.tag == tag]
+        if answers:
+            return json.dumps(answers[0].body)
+        posts = bot.slack.calls("chat.postMessage")[since:]
+        if posts:
+            return json.dumps(posts[0].body)
+        time.sleep(0.05)
+    raise AssertionError(f"no answer to {text!r} from {user}")
+
+
+# ------------------------------------------------------------------ item 2: the role on the object's host
+
+
+@pytest.mark.parametrize("action", ["pause", "resume", "cancel"])
+def test_a_schedule_is_changed_only_by_an_admin_of_its_host(
+    action: str, slack_http: SlackHttpBot, scheduler: Scheduler, services: Services
+) -> None:
+    on_prod = scheduler.add(
+        "cleanup", "0 3 * * *", timezone="UTC", channel=CHANNEL, host="prod", params={}, created_by="UPROD"
+    )
+    fleet = scheduler.add(
+        "cleanup", "0 4 * * *", timezone="UTC", channel=CHANNEL, host="all", params={}, created_by="UPROD"
+    )
+    if action == "resume":
+        scheduler.pause(on_prod.id)
+        scheduler.pause(fleet.id)
+    before = {s.id: s for s in scheduler.list("cleanup")}
+    for made in (on_prod, fleet):
+        seen = ask(slack_http, f"cleanup {action} {made.id}", "ULOCAL", f"{action}-{made.id}")
+        assert "needs the *admin* role on host `prod`" in seen and '"response_type": "ephemeral"' in seen
+    assert {s.id: s for s in scheduler.list("cleanup")} == before, "a local admin changed a prod schedule"
+    entry = services.store.recent_audit(1)[0]
+    assert (entry["action"], entry["user"], entry["host"]) == ("cleanup.refused", "ULOCAL", "prod")
+    # An admin of prod does it (naming the host: the command itself is checked on the host it is for).
+    done = ask(slack_http, f"cleanup {action} {on_prod.id} --host prod", "UPROD", f"{action}-ok")
+    assert {"pause": "Paused", "resume": "Resumed", "cancel": "Cancelled"}[action] in done
+
+
+def test_audit_shows_only_the_hosts_the_asker_administers(
+    slack_http: SlackHttpBot, services: Services
+) -> None:
+    for host in ("local", "prod", "all"):
+        services.store.audit(
+            user="UX", channel=CHANNEL, host=host, action=f"probe.{host}", result="ok", request_id="r"
+        )
+    local = ask(slack_http, "audit 50", "ULOCAL", "audit-local")
+    assert "probe.local" in local and "probe.prod" not in local and "probe.all" not in local
+    prod = ask(slack_http, "audit 50 --host prod", "UPROD", "audit-prod")
+    assert "probe.prod" in prod and "probe.local" not in prod and "probe.all" not in prod
