@@ -7,7 +7,6 @@ lists the candidates instead of the engine's bare "No such image".
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import docker
@@ -36,12 +35,10 @@ from bot.render.messages import (
 )
 from bot.render.mrkdwn import code as mrkdwn_code
 from bot.render.mrkdwn import slack_len
+from bot.render.secrets import mask_secrets
 
 MAX_FIELD = 2000  # Slack's limit for one section field
 MAX_CANDIDATES = 40
-# Image ENV is readable by anyone who can inspect it, but a chat message lives on elsewhere.
-_SECRET_NAME = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|ACCESS_?KEY|PRIVATE_?KEY|CREDENTIAL", re.I)
-MASK = "••••••"
 
 
 def add_arguments(parser: ArgParser) -> None:
@@ -62,6 +59,8 @@ def run(req: Request, reply: Reply) -> None:
         data = api.inspect_image(image["Id"])
     except docker.errors.ImageNotFound:  # removed since we listed it
         raise NoSuchImage(req.args.ref) from None
+    # A chat message lives on elsewhere: credentials are masked by value, wherever the image repeats them.
+    data = mask_secrets(data)
     if req.args.json:
         reply.send(json_message(data))
     else:
@@ -69,14 +68,6 @@ def run(req: Request, reply: Reply) -> None:
 
 
 # --------------------------------------------------------------------------------------------- card
-
-
-def mask_env(entries: list[str]) -> list[str]:
-    out = []
-    for entry in entries:
-        name, eq, value = entry.partition("=")
-        out.append(f"{name}={MASK}" if eq and value and _SECRET_NAME.search(name) else entry)
-    return out
 
 
 def _clip(text: str, limit: int) -> str:
@@ -139,7 +130,7 @@ def card(data: dict[str, Any], image: dict[str, Any], containers: list[dict[str,
         _list_section("RepoDigests", data.get("RepoDigests") or ["<none>"], code=False),
     ]
     if env := config.get("Env"):
-        blocks.append(_list_section("Env", mask_env(env), code=True))
+        blocks.append(_list_section("Env", env, code=True))
     if labels := config.get("Labels"):
         blocks.append(_list_section("Labels", [f"{k}={v}" for k, v in sorted(labels.items())], code=True))
     if ports := config.get("ExposedPorts"):
@@ -160,13 +151,8 @@ def card(data: dict[str, Any], image: dict[str, Any], containers: list[dict[str,
 
 
 def json_message(data: dict[str, Any]) -> Message:
-    """Like `docker image inspect`: a one-element array, 4-space indent; secret-looking ENV
-    values masked as on the card."""
-    shown_data = dict(data)
-    for key in ("Config", "ContainerConfig"):
-        if isinstance(shown_data.get(key), dict) and shown_data[key].get("Env"):
-            shown_data[key] = {**shown_data[key], "Env": mask_env(shown_data[key]["Env"])}
-    text = json.dumps([shown_data], indent=4, ensure_ascii=False)
+    """Like `docker image inspect`: a one-element array, 4-space indent (`data` masked by `run`)."""
+    text = json.dumps([data], indent=4, ensure_ascii=False)
     name = f"inspect-{short_id(data['Id'])}.json"
     what = (data.get("RepoTags") or [short_id(data["Id"])])[0]
     if slack_len(text) + len("``````") <= MAX_SECTION_TEXT:

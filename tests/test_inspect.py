@@ -209,3 +209,47 @@ def test_resolve_image_reports_ambiguity(services: Services, docker_cli: Cli, sh
         resolve_image(api, shared_prefix)
     expected = {i for i in all_ids(docker_cli) if i.startswith(shared_prefix)}
     assert {c["Id"].removeprefix("sha256:") for c in caught.value.candidates} == expected
+
+
+SECRETS = ("hunter2", "s3cretpw", "k3y-value", "authv4lue", "l4belpw", "t0kenlabel", "pwdv4lue")
+
+
+@pytest.fixture
+def credential_image(docker_cli: Cli, pulled: None) -> Iterator[str]:
+    tag = "dockerbot-test/credentials:1"
+    build(
+        docker_cli,
+        tag,
+        "FROM ubuntu\n"
+        'LABEL db.url="https://bob:l4belpw@example.com/x" deploy.token=t0kenlabel team=web\n'
+        'CMD ["serve", "--db", "postgres://app:s3cretpw@db/app"]\n'
+        "ENV DB_PASS=hunter2 DATABASE_URL=postgres://app:s3cretpw@db/app GREETING=hello\n"
+        # The last instruction: ContainerConfig.Cmd repeats it as `#(nop) ENV …`.
+        "ENV API_KEY=k3y-value MY_AUTH=authv4lue ROOT_PWD=pwdv4lue\n",
+    )
+    yield tag
+    docker_cli("rmi", "-f", tag, check=False)
+
+
+def test_credentials_are_masked_by_value_everywhere_the_image_repeats_them(
+    chat: ChatBot, docker_cli: Cli, credential_image: str, tmp_path: Path
+) -> None:
+    engine_json = json.dumps(inspect_json(docker_cli, credential_image))
+    assert "ENV API_KEY=k3y-value" in engine_json and "#(nop)" in engine_json
+    assert all(secret in engine_json for secret in SECRETS), "the engine's JSON holds every one"
+    card = chat(f"/docker inspect {credential_image}")
+    raw = chat(f"/docker inspect {credential_image} --json")
+    files = "".join(p.read_text() for p in (tmp_path / "files").glob("*.json")) if "attached" in raw else ""
+    for shown_text, label in ((card, "team=web"), (raw + files, '"team": "web"')):
+        leaked = [s for s in SECRETS if s in shown_text]
+        assert leaked == [], f"shown: {leaked}"
+        assert "GREETING=hello" in shown_text and label in shown_text
+        assert "postgres://app:••••••@db/app" in shown_text and "DB_PASS=••••••" in shown_text
+    shown_json = json.loads(files or raw)[0]
+    assert shown_json["ContainerConfig"]["Cmd"][-1].startswith("ENV API_KEY=••••••")
+    assert shown_json["Config"]["Labels"] == {
+        "db.url": "https://bob:••••••@example.com/x",
+        "deploy.token": "••••••",
+        "team": "web",
+    }
+    assert shown_json["Id"] == inspect_json(docker_cli, credential_image)["Id"]
