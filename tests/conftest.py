@@ -94,6 +94,8 @@ def settings(tmp_path: Path, fake_hub: FakeHub) -> Settings:
         slack_bot_token=BOT_TOKEN,
         pull_inactivity_timeout=10,
         docker_timeout=30,
+        # Deny by default (no role without configuration): the tests' workspace chose viewer for all.
+        default_role="viewer",
     )
 
 

@@ -2,9 +2,10 @@
 
 Roles are granted to Slack user IDs (U…/W…), user-group IDs (S…) and channel IDs (C…/G…/D…),
 everywhere or per host, in the bot's config (and DOCKERBOT_ADMINS / DOCKERBOT_OPERATORS for
-the simple case). With no configuration everyone may view and nobody in Slack may change
-anything; the terminal user already holds the engine, so they are an admin. Lookups never
-touch the network: user-group members come from a cache refreshed in the background.
+the simple case). Deny by default: with no configuration a Slack user has no role at all
+(`default_role: viewer` is a choice an admin writes down); the terminal user already holds the
+engine, so they are an admin. Lookups never touch the network: user-group members come from a
+cache refreshed in the background.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ class AccessPolicy:
     everywhere: Grants = field(default_factory=Grants)
     per_host: dict[str, Grants] = field(default_factory=dict)
     channels: set[str] = field(default_factory=set)  # allowlist; empty = every channel
-    default_role: str | None = "viewer"  # what everyone gets when nothing else says
+    default_role: str | None = None  # what everyone gets when nothing else says: nothing
 
     @classmethod
     def from_config(
@@ -59,13 +60,14 @@ class AccessPolicy:
         admins: Iterable[str] = (),
         operators: Iterable[str] = (),
         channels: Iterable[str] = (),
+        default_role: str = "none",
     ) -> AccessPolicy:
         raw = raw or {}
         policy = cls(
             everywhere=_grants(raw.get("roles") or {}),
             per_host={host: _grants(roles or {}) for host, roles in (raw.get("hosts") or {}).items()},
             channels=set(raw.get("channels") or []) | set(channels),
-            default_role=raw.get("default_role", "viewer"),
+            default_role=raw.get("default_role", default_role),
         )
         if policy.default_role not in (*ROLES, None, "none"):
             raise ValueError(f"access.default_role must be one of {', '.join(ROLES)} or none")

@@ -86,6 +86,7 @@ def access_policy(raw: dict[str, Any], settings: Settings) -> AccessPolicy:
             admins=settings.admins,
             operators=settings.operators,
             channels=settings.channels,
+            default_role=settings.default_role,
         )
     except ValueError as error:
         raise ConfigError(f"access: {error}") from None

@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     admins: Annotated[tuple[str, ...], NoDecode] = ()
     operators: Annotated[tuple[str, ...], NoDecode] = ()
     channels: Annotated[tuple[str, ...], NoDecode] = ()  # answer only in these channels
+    # What a Slack user gets when nothing grants them a role: deny by default (`none`).
+    default_role: Literal["viewer", "operator", "admin", "none"] = "none"
     # Audit entries also go to this file as JSON lines ("-" for stdout), for log shippers.
     audit_file: Path | None = None
     # {"registry.example.com:5000": {"username": "...", "password": "..."}} as JSON.
