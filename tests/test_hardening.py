@@ -18,10 +18,13 @@ from bot.render.messages import Message
 from bot.sandbox import Engine
 from bot.state.delivery import Delivery
 from tests.conftest import SlackHttpBot
+from tests.fakes.slack import FakeSlack
+from tests.fakes.slack_requests import block_actions_body, block_actions_payload, post_signed
 
 CHANNEL = "CHARD"
 ACCESS = {
     "default_role": "viewer",
+    "roles": {"admin": ["S0ADM"]},  # admins by user group
     "hosts": {"local": {"admin": ["ULOCAL"]}, "prod": {"admin": ["UPROD"]}},
 }
 
@@ -36,6 +39,12 @@ def settings(settings: Settings, engine: Engine, tmp_path: Path) -> Settings:
     }
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return settings.model_copy(update={"config": path})
+
+
+@pytest.fixture
+def fake_slack(fake_slack: FakeSlack) -> FakeSlack:
+    fake_slack.set_usergroup("S0ADM", ["UGROUP"])
+    return fake_slack
 
 
 class Quiet:
@@ -110,3 +119,56 @@ def test_audit_shows_only_the_hosts_the_asker_administers(
     assert "probe.local" in local and "probe.prod" not in local and "probe.all" not in local
     prod = ask(slack_http, "audit 50 --host prod", "UPROD", "audit-prod")
     assert "probe.prod" in prod and "probe.local" not in prod and "probe.all" not in prod
+
+
+def press(bot: SlackHttpBot, card: str, label: str, user: str, tag: str, channel: str = CHANNEL) -> str:
+    """Press the button `label` of a card, signed, as `user`; what that user was told."""
+    blocks = json.loads(card)["blocks"]
+    element = next(
+        el for b in blocks if b["type"] == "actions" for el in b["elements"] if el["text"]["text"] == label
+    )
+    payload = block_actions_payload(
+        element["action_id"],
+        element.get("value", ""),
+        user_id=user,
+        channel_id=channel,
+        response_url=bot.slack.response_url(tag),
+    )
+    since = len(bot.slack.calls("chat.postMessage")) + len(bot.slack.calls("chat.update"))
+    assert post_signed(bot.url, block_actions_body(payload), bot.secret)[0] == 200
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        answers = [c for c in bot.slack.calls("response_url") if c.tag == tag]
+        if answers:
+            return json.dumps(answers[-1].body)
+        if len(bot.slack.calls("chat.postMessage")) + len(bot.slack.calls("chat.update")) > since:
+            time.sleep(0.2)
+            return json.dumps([c.body for c in bot.slack.calls("chat.update")])
+        time.sleep(0.05)
+    raise AssertionError(f"no answer to {label} from {user}")
+
+
+def wait_for_groups(bot: SlackHttpBot) -> None:
+    deadline = time.monotonic() + 5
+    while not bot.slack.calls("usergroups.users.list") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.2)
+
+
+# ----------------------------------------------------- item 5: the user group that grants admin, now
+
+
+def test_confirm_and_a_new_card_reread_the_group_that_grants_admin(
+    slack_http: SlackHttpBot, engine: Engine
+) -> None:
+    engine.cli("pull", "busybox")
+    wait_for_groups(slack_http)
+    card = ask(slack_http, "rmi busybox", "UGROUP", "card1")
+    assert "Confirm" in card
+    slack_http.slack.set_usergroup("S0ADM", [])  # taken out of the admins' group after the card
+    answer = press(slack_http, card, "Confirm", "UGROUP", "confirm1")
+    assert "needs the *admin* role on host `local`" in answer
+    assert engine.cli("image", "inspect", "busybox", check=False).returncode == 0, "removed by a non-admin"
+    assert "needs the *admin* role" in ask(slack_http, "rmi busybox", "UGROUP", "card2")
+    slack_http.slack.set_usergroup("S0ADM", ["UGROUP"])  # and back in: no wait for the cache either
+    assert "Confirm" in ask(slack_http, "rmi busybox", "UGROUP", "card3")

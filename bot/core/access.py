@@ -101,6 +101,23 @@ class UserGroups:
     def of(self, user: str) -> set[str]:
         return {group for group, members in self._members.items() if user in members}
 
+    def of_now(self, user: str, groups: set[str]) -> set[str]:
+        """Which of `groups` the user is in, read from Slack now (and kept in the cache). A group
+        that cannot be read now counts as not held: a destructive step fails closed."""
+        if self.fetch is None:
+            return self.of(user) & groups
+        held: set[str] = set()
+        for group in groups & self.groups:
+            try:
+                members = set(self.fetch(group))
+            except Exception as error:  # noqa: BLE001 - the group does not count, the user is told why
+                log.warning("could not read user group %s now: %s", group, error)
+                continue
+            self._members[group] = members
+            if user in members:
+                held.add(group)
+        return held
+
     def refresh(self) -> None:
         if self.fetch is None:
             return
@@ -132,11 +149,21 @@ class Access:
         all_groups = policy.everywhere.groups().union(*(g.groups() for g in policy.per_host.values()))
         self.groups = groups or UserGroups(all_groups, None)
 
-    def role(self, user: str, channel: str, host: str, *, local: bool = False) -> str | None:
-        """The user's role on `host` when asking from `channel`; None: no access at all."""
+    def role(
+        self, user: str, channel: str, host: str, *, local: bool = False, fresh: bool = False
+    ) -> str | None:
+        """The user's role on `host` when asking from `channel`; None: no access at all. `fresh`:
+        user-group membership is read from Slack now, not from the cache (a destructive step)."""
         if local:
             return "admin"
-        principals = {user, channel, *self.groups.of(user)}
+        if fresh:
+            groups = self.policy.everywhere.groups()
+            if host in self.policy.per_host:
+                groups |= self.policy.per_host[host].groups()
+            members_of = self.groups.of_now(user, groups) if groups else set()
+        else:
+            members_of = self.groups.of(user)
+        principals = {user, channel, *members_of}
         roles = [self.policy.everywhere.role_of(principals), self.policy.default_role]
         if host in self.policy.per_host:
             roles.append(self.policy.per_host[host].role_of(principals))

@@ -71,9 +71,10 @@ class ActionRequest:
     request_id: str
     local: bool = False
 
-    def role_on(self, host: str) -> str | None:
-        """The presser's role on `host` now: checked again at every press, so a revoked role wins."""
-        return self.services.access.role(self.user, self.channel, host, local=self.local)
+    def role_on(self, host: str, *, fresh: bool = False) -> str | None:
+        """The presser's role on `host` now: checked again at every press, so a revoked role wins.
+        `fresh`: the user groups that grant roles are read from Slack now (Confirm)."""
+        return self.services.access.role(self.user, self.channel, host, local=self.local, fresh=fresh)
 
 
 class ArgParser(argparse.ArgumentParser):
@@ -159,7 +160,8 @@ def require_role(req: Request | ActionRequest, needed: str, hosts: Iterable[str]
     """Refuse (audited, privately) unless the asker holds `needed` on every one of `hosts`: the hosts
     the object acted on belongs to, which need not be the host the command was typed for."""
     for host in hosts:
-        role = req.services.access.role(req.user, req.channel, host, local=req.local)
+        fresh = rank(needed) >= rank("admin")  # user groups read from Slack now, not the cache
+        role = req.services.access.role(req.user, req.channel, host, local=req.local, fresh=fresh)
         if rank(role) < rank(needed):
             req.services.store.audit(
                 user=req.user,

@@ -57,7 +57,8 @@ def may_press(
     req: ActionRequest, reply: Reply, needed: str, host: str, action: str, asker: str | None = None
 ) -> bool:
     """Whether the presser holds `needed` on `host` now; if not, a private, audited refusal."""
-    role = req.role_on(host)
+    # Removing is at stake: the user groups granting the role are read from Slack now, not the cache.
+    role = req.role_on(host, fresh=rank(needed) >= rank("admin"))
     if rank(role) >= rank(needed):
         return True
     req.services.store.audit(

@@ -153,7 +153,11 @@ class Router:
                 needed = cmd.role_for(args)
                 roles = {}
                 for target in hosts:
-                    roles[target.name] = self.services.access.role(user, channel, target.name, local=local)
+                    # An admin's command makes a destructive card or a standing order: the user
+                    # groups granting the role are read from Slack now, not from the cache.
+                    roles[target.name] = self.services.access.role(
+                        user, channel, target.name, local=local, fresh=needed == "admin"
+                    )
                     if rank(roles[target.name]) < rank(needed):
                         outcome = "refused"
                         self._refuse(
