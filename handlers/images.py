@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.core.commands import ActionRequest, ArgParser, Command, Reply, Request, UsageError
+from bot.core.confirmations import may_press
 from bot.engine.images import (
     SORT_KEYS,
     image_rows,
@@ -151,7 +152,9 @@ def more(req: ActionRequest, reply: Reply) -> None:
             plain("This image list has expired (lists are kept 30 minutes). Run `/docker images` again.")
         )
         return
-    reply.update(req.message, page_message(listing, token, page))
+    # A page is a read of the listing's host: the presser needs a role there too, now.
+    if may_press(req, reply, "viewer", listing.host, "images.refused"):
+        reply.update(req.message, page_message(listing, token, page))
 
 
 COMMAND = Command(

@@ -14,18 +14,20 @@ import yaml
 from bot.core.services import Services
 from bot.core.settings import Settings
 from bot.jobs.scheduler import Scheduler
-from bot.render.messages import Message
+from bot.render.messages import Message, actions, button
 from bot.sandbox import Engine
 from bot.state.delivery import Delivery
+from handlers.images import STORE, Listing, page_message, paginate
 from tests.conftest import SlackHttpBot
 from tests.fakes.slack import FakeSlack
 from tests.fakes.slack_requests import block_actions_body, block_actions_payload, post_signed
 
 CHANNEL = "CHARD"
 ACCESS = {
-    "default_role": "viewer",
-    "roles": {"admin": ["S0ADM"]},  # admins by user group
-    "hosts": {"local": {"admin": ["ULOCAL"]}, "prod": {"admin": ["UPROD"]}},
+    "channels": [CHANNEL],
+    "default_role": "none",
+    "roles": {"admin": ["S0ADM"], "viewer": ["ULOCAL", "UPROD"]},  # admins by user group
+    "hosts": {"local": {"admin": ["ULOCAL"], "viewer": ["ULV"]}, "prod": {"admin": ["UPROD"]}},
 }
 
 
@@ -172,3 +174,34 @@ def test_confirm_and_a_new_card_reread_the_group_that_grants_admin(
     assert "needs the *admin* role" in ask(slack_http, "rmi busybox", "UGROUP", "card2")
     slack_http.slack.set_usergroup("S0ADM", ["UGROUP"])  # and back in: no wait for the cache either
     assert "Confirm" in ask(slack_http, "rmi busybox", "UGROUP", "card3")
+
+
+# ---------------------------------------------------------- item 7: a button press is checked like a command
+
+
+def test_a_pull_button_outside_the_allowed_channels_does_nothing(
+    slack_http: SlackHttpBot, engine: Engine
+) -> None:
+    engine.cli("rmi", "-f", "busybox", check=False)
+    wait_for_groups(slack_http)
+    card = json.dumps({"blocks": [actions(button("Pull busybox", "pull.start", value="busybox"))]})
+    answer = press(slack_http, card, "Pull busybox", "UGROUP", "pull-elsewhere", channel="COTHER")
+    assert "does not answer in this channel" in answer
+    time.sleep(1)
+    assert engine.cli("image", "inspect", "busybox", check=False).returncode != 0, "pulled from outside"
+
+
+def listing_card(host: str) -> str:
+    rows = [f"example/row-{i:03d}   latest   {'x' * 90}" for i in range(80)]
+    header = "REPOSITORY   TAG   IMAGE ID"
+    listing = Listing(host=host, header=header, rows=rows, pages=paginate(header, rows), summary="80 images")
+    assert len(listing.pages) > 1
+    return json.dumps({"blocks": page_message(listing, STORE.add(listing), 0).blocks})
+
+
+@pytest.mark.parametrize(("user", "host"), [("ULV", "prod"), ("UNONE", "local")])
+def test_more_pages_need_a_role_on_the_listings_host(slack_http: SlackHttpBot, user: str, host: str) -> None:
+    answer = press(slack_http, listing_card(host), "More", user, f"more-{user}")
+    assert f"*viewer* role on host `{host}`" in answer and "example/row-" not in answer
+    shown = press(slack_http, listing_card(host), "More", "UGROUP", f"more-ok-{user}")
+    assert "example/row-0" in shown

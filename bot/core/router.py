@@ -286,6 +286,26 @@ class Router:
             runner = self._action(action_id)
             outcome = "ok"
             try:
+                # A press is checked like a command: the channel allowlist, then some role at all
+                # (each action then checks the role it needs on the host its card is about).
+                if not self.services.access.channel_allowed(channel, local=local):
+                    outcome = "channel_refused"
+                    reply.private(self._channel_notice())
+                    return
+                if not local and not any(
+                    self.services.access.role(user, channel, name) for name in self.services.hosts.names
+                ):
+                    outcome = "refused"
+                    self.services.store.audit(
+                        user=user,
+                        channel=channel,
+                        host=host.name,
+                        action="button.refused",
+                        result="needs a role, has none",
+                        request_id=request_id,
+                    )
+                    reply.private(plain(refusal(self.services, "that button", "viewer", None, host.name)))
+                    return
                 if runner is None:
                     outcome = "unknown_action"
                     reply.private(plain("That button is no longer supported."))
