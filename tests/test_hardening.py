@@ -13,14 +13,20 @@ import yaml
 
 from bot.core.services import Services
 from bot.core.settings import Settings
-from bot.jobs.scheduler import Scheduler
-from bot.render.messages import Message, actions, button
+from bot.engine.hosts import DockerHost
+from bot.jobs.scheduler import RUNNERS, Scheduler
+from bot.render.messages import Message, actions, button, plain
 from bot.sandbox import Engine
 from bot.state.delivery import Delivery
 from handlers.images import STORE, Listing, page_message, paginate
 from tests.conftest import SlackHttpBot
 from tests.fakes.slack import FakeSlack
-from tests.fakes.slack_requests import block_actions_body, block_actions_payload, post_signed
+from tests.fakes.slack_requests import (
+    app_home_opened_payload,
+    block_actions_body,
+    block_actions_payload,
+    post_signed,
+)
 
 CHANNEL = "CHARD"
 ACCESS = {
@@ -205,3 +211,50 @@ def test_more_pages_need_a_role_on_the_listings_host(slack_http: SlackHttpBot, u
     assert f"*viewer* role on host `{host}`" in answer and "example/row-" not in answer
     shown = press(slack_http, listing_card(host), "More", "UGROUP", f"more-ok-{user}")
     assert "example/row-0" in shown
+
+
+# ------------------------------------------------------------- item 6: App Home shows what the role allows
+
+
+def open_home(bot: SlackHttpBot, user: str) -> str:
+    since = len(bot.slack.calls("views.publish"))
+    body = json.dumps(app_home_opened_payload(user_id=user, event_id=f"Ev{user}{time.monotonic_ns()}"))
+    assert (
+        post_signed(bot.url, body, bot.secret, headers_override={"Content-Type": "application/json"})[0]
+        == 200
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        published = [c for c in bot.slack.calls("views.publish")[since:] if c.body["user_id"] == user]
+        if published:
+            return json.dumps(published[0].body["view"]["blocks"])
+        time.sleep(0.05)
+    raise AssertionError(f"no home published for {user}")
+
+
+def test_app_home_shows_each_user_what_their_role_allows(
+    slack_http: SlackHttpBot, scheduler: Scheduler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def probe(services: Services, host: DockerHost, params: dict) -> Message:
+        return plain(f"cleanup summary for {host.name}")
+
+    monkeypatch.setitem(RUNNERS, "cleanup", probe)
+    on_local = scheduler.add(
+        "cleanup", "0 3 * * *", timezone="UTC", channel=CHANNEL, host="local", params={}, created_by="U1"
+    )
+    on_prod = scheduler.add(
+        "cleanup", "0 5 * * *", timezone="UTC", channel=CHANNEL, host="prod", params={}, created_by="U1"
+    )
+    scheduler.run(on_local.id)
+    scheduler.run(on_prod.id)  # the latest run: on prod
+
+    nobody = open_home(slack_http, "UNONE")
+    assert "You have no role in dockerbot yet" in nobody
+    for hidden in ("Hosts", "local", "prod", on_local.id, "cleanup summary"):
+        assert hidden not in nobody
+    local_viewer = open_home(slack_http, "ULV")
+    assert "local (default)" in local_viewer and "1 of 1 up" in local_viewer
+    assert on_local.id in local_viewer and "cleanup summary for local" in local_viewer
+    assert "prod" not in local_viewer and on_prod.id not in local_viewer
+    everyone = open_home(slack_http, "UPROD")
+    assert "2 of 2 up" in everyone and on_prod.id in everyone and "cleanup summary for prod" in everyone

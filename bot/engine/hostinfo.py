@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from bot.engine.compat import check, get
@@ -46,11 +47,11 @@ def facts(host: DockerHost) -> HostFacts:
     )
 
 
-def hosts_table(hosts: HostPool, timeout: float) -> tuple[str, int, int]:
-    """Every host asked in parallel: (table, hosts up, hosts in all)."""
+def hosts_table(hosts: HostPool, timeout: float, only: Collection[str] | None = None) -> tuple[str, int, int]:
+    """Every host (or those named in `only`) asked in parallel: (table, hosts up, hosts in all)."""
     rows = []
     up = 0
-    for result in fan_out(list(hosts), facts, timeout):
+    for result in fan_out([h for h in hosts if only is None or h.name in only], facts, timeout):
         name = result.host + (" (default)" if result.host == hosts.default.name else "")
         if result.ok and result.value is not None:
             f = result.value

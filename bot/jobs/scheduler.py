@@ -370,21 +370,22 @@ class Scheduler:
                 .values(state=state, finished_at=time.time(), summary=summary)
             )
 
-    def last_run(self, kind: str) -> dict[str, Any] | None:
-        """The latest finished run of a kind: when, on which schedule and host, and what it said."""
+    def last_run(self, kind: str, visible: Callable[[str], bool] | None = None) -> dict[str, Any] | None:
+        """The latest finished run of a kind (on a host `visible` passes): when, on which schedule and
+        host, and what it said."""
         with self.engine.connect() as conn:
-            row = (
+            rows = (
                 conn.execute(
                     select(runs_table)
                     .where(runs_table.c.kind == kind)
                     .where(runs_table.c.finished_at.is_not(None))
                     .order_by(runs_table.c.finished_at.desc())
-                    .limit(1)
+                    .limit(1 if visible is None else 200)
                 )
                 .mappings()
-                .first()
+                .all()
             )
-        return dict(row) if row else None
+        return next((dict(r) for r in rows if visible is None or visible(r["host"])), None)
 
     # --- helpers -------------------------------------------------------------------------------
     def _set(self, schedule_id: str, **values: Any) -> None:
