@@ -3,8 +3,10 @@ served bot (HTTP mode, two hosts, per-host roles) in front of a real engine."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,10 +24,14 @@ from handlers.images import STORE, Listing, page_message, paginate
 from tests.conftest import SlackHttpBot
 from tests.fakes.slack import FakeSlack
 from tests.fakes.slack_requests import (
+    APP_ID,
     app_home_opened_payload,
     block_actions_body,
     block_actions_payload,
     post_signed,
+    signed_headers,
+    slash_command_body,
+    slash_command_payload,
 )
 
 CHANNEL = "CHARD"
@@ -38,7 +44,7 @@ ACCESS = {
 
 
 @pytest.fixture
-def settings(settings: Settings, engine: Engine, tmp_path: Path) -> Settings:
+def settings(request: pytest.FixtureRequest, settings: Settings, engine: Engine, tmp_path: Path) -> Settings:
     path = tmp_path / "dockerbot.yml"
     config = {
         "default_host": "local",
@@ -46,7 +52,8 @@ def settings(settings: Settings, engine: Engine, tmp_path: Path) -> Settings:
         "access": ACCESS,
     }
     path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return settings.model_copy(update={"config": path})
+    marker = request.node.get_closest_marker("settings")
+    return settings.model_copy(update={"config": path, **(marker.kwargs if marker else {})})
 
 
 @pytest.fixture
@@ -258,3 +265,72 @@ def test_app_home_shows_each_user_what_their_role_allows(
     assert "prod" not in local_viewer and on_prod.id not in local_viewer
     everyone = open_home(slack_http, "UPROD")
     assert "2 of 2 up" in everyone and on_prod.id in everyone and "cleanup summary for prod" in everyone
+
+
+# ------------------------------------------------------------------------ item 8: the smaller ones
+
+
+def nothing_ran(bot: SlackHttpBot, tag: str) -> None:
+    time.sleep(0.7)  # time for a wrongly started command to answer, so its absence means something
+    assert [c for c in bot.slack.calls("response_url") if c.tag == tag] == []
+
+
+def raw_post(bot: SlackHttpBot, body: str, headers: list[tuple[str, str]]) -> int:
+    url = urllib.parse.urlsplit(bot.url)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+    try:
+        conn.putrequest("POST", url.path)
+        for key, value in [*headers, ("Content-Length", str(len(body)))]:
+            conn.putheader(key, value)
+        conn.endheaders(body.encode())
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+def test_a_duplicated_or_malformed_timestamp_is_401_not_500(slack_http: SlackHttpBot) -> None:
+    body = slash_command_body(
+        "help", user_id="UGROUP", channel_id=CHANNEL, response_url=slack_http.slack.response_url("ts")
+    )
+    good = signed_headers(body, slack_http.secret)
+    stamp = good["X-Slack-Request-Timestamp"]
+    twice = [*good.items(), ("X-Slack-Request-Timestamp", stamp)]
+    assert raw_post(slack_http, body, twice) == 401
+    wrong = [(k, v) for k, v in good.items() if k != "X-Slack-Request-Timestamp"]
+    assert raw_post(slack_http, body, [*wrong, ("X-Slack-Request-Timestamp", "1e9")]) == 401
+    nothing_ran(slack_http, "ts")
+    assert raw_post(slack_http, body, list(good.items())) == 200  # the same request, well-formed
+
+
+@pytest.mark.settings(slack_team_id="T111", slack_app_id=APP_ID)
+def test_pinned_team_and_app_refuse_validly_signed_requests_from_others(slack_http: SlackHttpBot) -> None:
+    other_team = slash_command_body(
+        "help",
+        user_id="UGROUP",
+        channel_id=CHANNEL,
+        team_id="TOTHER",
+        response_url=slack_http.slack.response_url("team"),
+    )
+    assert post_signed(slack_http.url, other_team, slack_http.secret)[0] == 403
+    payload = slash_command_payload(
+        "help", user_id="UGROUP", channel_id=CHANNEL, response_url=slack_http.slack.response_url("app")
+    )
+    other_app = urllib.parse.urlencode({**payload, "api_app_id": "AOTHER"})
+    assert post_signed(slack_http.url, other_app, slack_http.secret)[0] == 403
+    nothing_ran(slack_http, "team")
+    nothing_ran(slack_http, "app")
+    assert "/docker help" in ask(slack_http, "help", "UGROUP", "pinned-ok")
+
+
+def test_a_replayed_body_without_trigger_id_runs_once(slack_http: SlackHttpBot) -> None:
+    payload = slash_command_payload(
+        "help", user_id="UGROUP", channel_id=CHANNEL, response_url=slack_http.slack.response_url("replay")
+    )
+    del payload["trigger_id"]
+    body = urllib.parse.urlencode(payload)
+    stamp = int(time.time())
+    for _ in range(3):
+        assert post_signed(slack_http.url, body, slack_http.secret, timestamp=stamp)[0] == 200
+    slack_http.slack.wait_for("response_url", lambda c: c.tag == "replay")
+    time.sleep(1)
+    assert len([c for c in slack_http.slack.calls("response_url") if c.tag == "replay"]) == 1

@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     slack_signing_secret: SecretStr | None = Field(
         None, validation_alias=AliasChoices("SLACK_SIGNING_SECRET")
     )
+    # Pinning: refuse validly signed requests from another workspace or app (optional).
+    slack_team_id: str | None = None
+    slack_app_id: str | None = None
     slack_api_url: str | None = Field(None, validation_alias=AliasChoices("SLACK_API_URL"))
 
     @field_validator("admins", "operators", "channels", mode="before")

@@ -28,21 +28,29 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("dockerbot.slack")
 
+# Bolt refuses a timestamp older than 5 minutes; a signature seen within that (and a minute's clock
+# skew) is a replay of the very same request.
+REPLAY_WINDOW = 6 * 60
+
 
 class RecentKeys:
-    """A bounded set of recently seen keys (thread-safe)."""
+    """A bounded set of recently seen keys, each kept `ttl` seconds (thread-safe)."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, ttl: float = REPLAY_WINDOW) -> None:
         self.size = size
-        self._keys: OrderedDict[str, None] = OrderedDict()
+        self.ttl = ttl
+        self._keys: OrderedDict[str, float] = OrderedDict()
         self._lock = threading.Lock()
 
     def add(self, key: str) -> bool:
         """True if the key is new."""
+        now = time.monotonic()
         with self._lock:
+            while self._keys and next(iter(self._keys.values())) < now - self.ttl:
+                self._keys.popitem(last=False)
             if key in self._keys:
                 return False
-            self._keys[key] = None
+            self._keys[key] = now
             if len(self._keys) > self.size:
                 self._keys.popitem(last=False)
             return True
@@ -89,16 +97,30 @@ def create_app(settings: Settings, dispatch: Dispatch, *, client: WebClient | No
         process_before_response=True,
         listener_executor=ThreadPoolExecutor(max_workers=16, thread_name_prefix="bolt"),
     )
-    seen = RecentKeys(4096)
+    seen = RecentKeys(100_000)
 
     @app.use
-    def first_look(context: Any, body: dict[str, Any], next: Any) -> BoltResponse | None:
+    def first_look(
+        context: Any, body: dict[str, Any], request: BoltRequest, next: Any
+    ) -> BoltResponse | None:
         context["received_at"] = time.monotonic()
+        # Signed, but for another workspace or app: with pinning configured, nothing runs.
+        team = body.get("team_id") or (body.get("team") or {}).get("id")
+        if settings.slack_team_id and team != settings.slack_team_id:
+            log.warning("request for team %r refused: pinned to %s", team, settings.slack_team_id)
+            return BoltResponse(status=403, body="")
+        if settings.slack_app_id and body.get("api_app_id") != settings.slack_app_id:
+            log.warning(
+                "request for app %r refused: pinned to %s", body.get("api_app_id"), settings.slack_app_id
+            )
+            return BoltResponse(status=403, body="")
         # A redelivered envelope or retried request (retry_attempt, X-Slack-Retry-Num) carries the
-        # same event_id or trigger_id: acknowledge it again, but never run it twice.
-        key = delivery_key(body)
-        if key is not None and not seen.add(key):
-            log.info("duplicate delivery %s ignored", key)
+        # same event_id or trigger_id: acknowledge it again, but never run it twice. Over HTTP, the
+        # same signature is the same request replayed (a body without trigger_id too).
+        signature = (request.headers.get("x-slack-signature") or [None])[0]
+        keys = [k for k in (delivery_key(body), signature and f"signature:{signature}") if k]
+        if not all([seen.add(k) for k in keys]):
+            log.info("duplicate delivery %s ignored", keys[0])
             return BoltResponse(status=200, body="")
         next()
         return None

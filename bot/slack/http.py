@@ -126,6 +126,15 @@ def _bolt_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
     return headers
 
 
+def _one_signature(raw: list[tuple[bytes, bytes]]) -> bool:
+    """At most one X-Slack-Signature and X-Slack-Request-Timestamp, and the timestamp an integer."""
+    stamps = [value for name, value in raw if name.lower() == b"x-slack-request-timestamp"]
+    signatures = [value for name, value in raw if name.lower() == b"x-slack-signature"]
+    if len(stamps) > 1 or len(signatures) > 1:
+        return False
+    return not stamps or stamps[0].strip().isdigit()
+
+
 def http_app(app: App, ready: Callable[[], dict[str, bool]], max_body_bytes: int) -> AsgiApp:
     """Slack's requests at POST /slack/events (larger bodies get 413 unread), health and metrics."""
     health = health_app(ready)
@@ -146,6 +155,10 @@ def http_app(app: App, ready: Callable[[], dict[str, bool]], max_body_bytes: int
             await _respond(send, 413, b"Request Entity Too Large", "text/plain", [(b"connection", b"close")])
             return
         except ClientGone:  # nothing to answer, and a truncated body is not a request
+            return
+        if not _one_signature(scope["headers"]):
+            # Bolt would fail on int("1, 2") with a 500: a malformed signature is a 401, nothing runs.
+            await _respond(send, 401, b"", "text/plain")
             return
         request = BoltRequest(
             # Undecodable bytes stay undecodable: the signature check then refuses the request.
