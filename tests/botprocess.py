@@ -36,6 +36,7 @@ def start_bot(
         SLACK_SIGNING_SECRET=SIGNING_SECRET,
         SLACK_API_URL=fake_slack.api_url,
         DOCKERBOT_DATA_DIR=str(data_dir),
+        DOCKERBOT_DEFAULT_ROLE="viewer",  # deny by default: the tests' workspace chose viewer for all
         **env_extra,
     )
     if socket_mode:
