@@ -23,6 +23,16 @@ def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
     return text
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\u2028\u2029\x85]")
+
+
+def _escape(value: object) -> object:
+    """A string argument (user text, as a rule) with its line breaks and control characters escaped."""
+    if isinstance(value, str):
+        return _CONTROL.sub(lambda m: repr(m[0])[1:-1], value)
+    return value
+
+
 class _RedactingFilter(logging.Filter):
     def __init__(self, secrets: tuple[str, ...]) -> None:
         super().__init__()
@@ -30,6 +40,11 @@ class _RedactingFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id_var.get()
+        # Arguments carry user text: a newline in it must not start a line that looks like ours.
+        if isinstance(record.args, tuple):
+            record.args = tuple(_escape(a) for a in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {k: _escape(v) for k, v in record.args.items()}
         # Render once here so arguments (exceptions, dicts) are redacted too.
         message = record.getMessage()
         if record.exc_info:
@@ -53,6 +68,15 @@ class _JsonFormatter(logging.Formatter):
         )
 
 
+class _TextFormatter(logging.Formatter):
+    """One record, one line that starts with its time: any further lines (a traceback, text that
+    came in a message) are indented, so none of them can pass for a record of its own."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        return "\n    ".join(line.replace("\r", "\\r") for line in text.split("\n"))
+
+
 def make_handler(stream: TextIO, fmt: str = "text", secrets: tuple[str, ...] = ()) -> logging.Handler:
     """The bot's log handler: request ids, JSON on request, secrets redacted."""
     handler = logging.StreamHandler(stream)
@@ -61,7 +85,7 @@ def make_handler(stream: TextIO, fmt: str = "text", secrets: tuple[str, ...] = (
         handler.setFormatter(_JsonFormatter())
     else:
         handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s")
+            _TextFormatter("%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s")
         )
     return handler
 

@@ -4,7 +4,9 @@ served bot (HTTP mode, two hosts, per-host roles) in front of a real engine."""
 from __future__ import annotations
 
 import http.client
+import io
 import json
+import logging
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -17,6 +19,7 @@ from bot.core.services import Services
 from bot.core.settings import Settings
 from bot.engine.hosts import DockerHost
 from bot.jobs.scheduler import RUNNERS, Scheduler
+from bot.logs import make_handler
 from bot.render.messages import Message, actions, button, plain
 from bot.sandbox import Engine
 from bot.state.delivery import Delivery
@@ -334,3 +337,26 @@ def test_a_replayed_body_without_trigger_id_runs_once(slack_http: SlackHttpBot) 
     slack_http.slack.wait_for("response_url", lambda c: c.tag == "replay")
     time.sleep(1)
     assert len([c for c in slack_http.slack.calls("response_url") if c.tag == "replay"]) == 1
+
+
+def test_newlines_in_command_text_cannot_forge_log_lines(slack_http: SlackHttpBot) -> None:
+    stream = io.StringIO()
+    handler = make_handler(stream, "text")
+    root = logging.getLogger()
+    root.addHandler(handler)
+    old_level = root.level
+    root.setLevel(logging.INFO)
+    forged = (
+        "2026-12-03 10:00:00,000 INFO [r-forged] dockerbot.router: command from UADMIN in C1: /docker rmi"
+    )
+    try:
+        for text in (f"images\n{forged}", f"images\r\n{forged}", f"nosuchcommand\u2028{forged}"):
+            ask(slack_http, text, "UGROUP", f"forge-{len(text)}-{text[:3]}")
+        time.sleep(0.3)
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+    lines = stream.getvalue().splitlines()  # as a log reader splits them (\u2028 included)
+    assert any("r-forged" in line for line in lines), "the text was logged"
+    assert not [line for line in lines if line.startswith("2026-12-03 10:00:00,000")], "a forged line"
+    assert all(line[:4].isdigit() or line.startswith("    ") for line in lines)
