@@ -7,6 +7,8 @@ import http.client
 import io
 import json
 import logging
+import signal
+import socket
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -24,6 +26,7 @@ from bot.render.messages import Message, actions, button, plain
 from bot.sandbox import Engine
 from bot.state.delivery import Delivery
 from handlers.images import STORE, Listing, page_message, paginate
+from tests.botprocess import start_bot
 from tests.conftest import SlackHttpBot
 from tests.fakes.slack import FakeSlack
 from tests.fakes.slack_requests import (
@@ -360,3 +363,32 @@ def test_newlines_in_command_text_cannot_forge_log_lines(slack_http: SlackHttpBo
     assert any("r-forged" in line for line in lines), "the text was logged"
     assert not [line for line in lines if line.startswith("2026-12-03 10:00:00,000")], "a forged line"
     assert all(line[:4].isdigit() or line.startswith("    ") for line in lines)
+
+
+def test_half_open_connections_are_closed_after_the_header_timeout(
+    engine: Engine, fake_slack: FakeSlack, tmp_path: Path
+) -> None:
+    bot = start_bot(engine, fake_slack, tmp_path, DOCKERBOT_HTTP_HEADER_TIMEOUT="1")
+    url = urllib.parse.urlsplit(bot.url)
+    conns: list[socket.socket] = []
+    try:
+        for i in range(300):  # connected and silent, or stuck in the middle of the headers
+            conn = socket.create_connection((url.hostname, url.port), timeout=10)
+            if i % 2:
+                conn.sendall(b"POST /slack/events HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            conns.append(conn)
+        time.sleep(2.5)
+        for conn in conns:
+            conn.settimeout(3)
+            data = conn.recv(200)  # the server's 408 and close, or just its close; never a wait
+            assert data in (
+                b"",
+                b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+            )
+        # A request that is quick enough is served as before.
+        assert post_signed(bot.url, "x=1", "not-the-secret")[0] == 401
+    finally:
+        for conn in conns:
+            conn.close()
+        bot.proc.send_signal(signal.SIGTERM)
+        bot.proc.wait(timeout=30)

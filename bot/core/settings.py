@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     port: int = Field(3000, ge=0, le=65535)
     health_port: int = Field(8080, ge=0, le=65535)
     max_body_bytes: int = Field(1_000_000, ge=1024)
+    http_header_timeout: float = Field(10.0, gt=0)  # a request's line and headers, from connecting
 
     slack_bot_token: SecretStr | None = Field(None, validation_alias=AliasChoices("SLACK_BOT_TOKEN"))
     slack_app_token: SecretStr | None = Field(None, validation_alias=AliasChoices("SLACK_APP_TOKEN"))

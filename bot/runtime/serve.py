@@ -42,12 +42,19 @@ def serve_slack(settings: Settings, host: str, port: int) -> None:
         handler = socket_mode_handler(app, settings.slack_app_token.get_secret_value())
         handler.connect()
         ready = Readiness(engine_host, slack=handler.client.is_connected, worker=worker.alive)
-        server = HttpServer(health_app(ready), host, settings.health_port)
+        server = HttpServer(
+            health_app(ready), host, settings.health_port, header_timeout=settings.http_header_timeout
+        )
         print(f"dockerbot: Socket Mode; health on {host}:{server.port}", flush=True)
     else:
         handler = None
         ready = Readiness(engine_host, worker=worker.alive)
-        server = HttpServer(http_app(app, ready, settings.max_body_bytes), host, port)
+        server = HttpServer(
+            http_app(app, ready, settings.max_body_bytes),
+            host,
+            port,
+            header_timeout=settings.http_header_timeout,
+        )
         print(f"dockerbot: HTTP on {host}:{server.port}/slack/events", flush=True)
     server.start()
     stop.wait()

@@ -180,23 +180,55 @@ def http_app(app: App, ready: Callable[[], dict[str, bool]], max_body_bytes: int
 
 
 class BoundedHeadProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol, with a bound on a request's line and headers that uvicorn does
-    not have: past it, the client gets 431 and the connection is closed, instead of the parser
-    buffering whatever it is sent."""
+    """uvicorn's httptools protocol, with bounds on a request's line and headers that uvicorn does
+    not have: past `max_head_bytes`, the client gets 431 and the connection is closed, instead of the
+    parser buffering whatever it is sent; and a connection whose head is not complete within
+    `header_timeout` seconds of connecting (or of its next request's first byte) is closed, so
+    half-open connections cannot pile up."""
 
     max_head_bytes = 256 * 1024  # as waitress, which served us before
+    header_timeout = 10.0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._in_head = True
         self._head_bytes = 0
+        self._head_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._start_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_head_timer()
+        super().connection_lost(exc)
+
+    def _start_head_timer(self) -> None:
+        self._stop_head_timer()
+        self._head_timer = self.loop.call_later(self.header_timeout, self._head_timed_out)
+
+    def _stop_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self._in_head and not self.transport.is_closing():
+            self.transport.write(
+                b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            )
+            self.transport.close()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_head, self._head_bytes = True, 0
+        if self._head_timer is None:  # the next request on a kept-alive connection
+            self._start_head_timer()
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        self._stop_head_timer()
         super().on_headers_complete()
 
     def data_received(self, data: bytes) -> None:
@@ -215,14 +247,14 @@ class HttpServer:
     """uvicorn serving an ASGI app from a thread of its own; port 0 picks a free port (see `.port`);
     `close` stops it from any other thread."""
 
-    def __init__(self, asgi: AsgiApp, host: str, port: int) -> None:
+    def __init__(self, asgi: AsgiApp, host: str, port: int, *, header_timeout: float = 10.0) -> None:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._socket = socket.create_server((host, port), family=family, backlog=2048)
         self.port: int = self._socket.getsockname()[1]
         config = uvicorn.Config(
             asgi,
             loop="uvloop",
-            http=BoundedHeadProtocol,
+            http=type("HeadTimedProtocol", (BoundedHeadProtocol,), {"header_timeout": header_timeout}),
             lifespan="off",
             log_config=None,  # our handlers (bot.logs), not uvicorn's
             log_level="warning",
