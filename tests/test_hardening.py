@@ -392,3 +392,21 @@ def test_half_open_connections_are_closed_after_the_header_timeout(
             conn.close()
         bot.proc.send_signal(signal.SIGTERM)
         bot.proc.wait(timeout=30)
+
+
+@pytest.mark.settings(max_schedules_per_channel=3)
+def test_schedules_are_capped_per_channel_and_refuse_short_intervals(
+    slack_http: SlackHttpBot, scheduler: Scheduler
+) -> None:
+    wait_for_groups(slack_http)
+    for n, cron in enumerate(["* * * * *", "*/4 * * * *", "0,1 3 * * *", "* 3 1 * *"]):
+        seen = ask(slack_http, f'cleanup schedule "{cron}"', "UGROUP", f"short-{n}")
+        assert "the shortest interval allowed is 5 min" in seen, seen
+    assert scheduler.list() == []
+    for n, cron in enumerate(["*/5 * * * *", "0 3 * * *", "0 4 * * 1"]):
+        assert "Scheduled cleanup" in ask(slack_http, f'cleanup schedule "{cron}"', "UGROUP", f"ok-{n}")
+    seen = ask(slack_http, 'report schedule "0 8 * * *"', "UGROUP", "one-too-many")
+    assert "already has 3 schedules, the most allowed" in seen
+    assert len(scheduler.list()) == 3
+    other = ask(slack_http, 'cleanup schedule "0 3 * * *" --channel C0OTHER', "UGROUP", "other-channel")
+    assert "Scheduled cleanup" in other, "the cap is per channel"

@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     fleet_run_timeout: float = Field(3600.0, gt=0)  # per host, for a scheduled run on several hosts
     pull_inactivity_timeout: float = Field(120.0, gt=0)
     confirm_ttl: int = Field(600, ge=10)
+    min_schedule_interval: int = Field(300, ge=60)  # seconds between two runs of one schedule
+    max_schedules_per_channel: int = Field(20, ge=1)
     # The YAML config: hosts, access, named policies (see bot/core/config_file.py).
     config: Path | None = None
     # Shortcuts for the simple case: Slack IDs (users U…, user groups S…, channels C…).

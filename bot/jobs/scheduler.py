@@ -16,7 +16,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -25,7 +25,7 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 
 from bot import metrics
 from bot.engine.fleet import fan_out
@@ -115,6 +115,26 @@ def cron_trigger(expr: str, tz: str) -> CronTrigger:
         raise UserError(f"`{expr}` is not a valid cron expression: {error}.") from None
 
 
+def shortest_interval(trigger: CronTrigger, below: float = 0, horizon: float = 35 * 86400) -> float | None:
+    """The shortest time between two runs of `trigger` within `horizon` of its first run (a month and
+    more: where every gap of a crontab line shows, across days, weeks and months), stopping early at
+    one shorter than `below`; None if it runs less than twice in that time."""
+    first = previous = trigger.get_next_fire_time(None, datetime.now(trigger.timezone))
+    shortest: float | None = None
+    for _ in range(3000):
+        if previous is None or first is None or (previous - first).total_seconds() > horizon:
+            break
+        following = trigger.get_next_fire_time(previous, previous + timedelta(seconds=1))
+        if following is None:
+            break
+        gap = (following - previous).total_seconds()
+        shortest = gap if shortest is None else min(shortest, gap)
+        if shortest < below:
+            break
+        previous = following
+    return shortest
+
+
 # --------------------------------------------------------------------------------------------- the job
 
 # APScheduler's persistent job store keeps a reference to a module-level function, not to an
@@ -179,7 +199,26 @@ class Scheduler:
         if kind not in self.runners:
             raise UserError(f"Nothing can be scheduled as `{kind}`.")
         trigger = cron_trigger(cron, timezone)
+        settings = self.services.settings
+        gap = shortest_interval(trigger, below=settings.min_schedule_interval)
+        if gap is not None and gap < settings.min_schedule_interval:
+            raise UserError(
+                f"`{cron}` would run every {gap // 60:g} min at times; the shortest interval allowed is "
+                f"{settings.min_schedule_interval / 60:g} min (`DOCKERBOT_MIN_SCHEDULE_INTERVAL`)."
+            )
         self.services.hosts.select(host)  # an unknown host fails here, not at 03:00
+        with self.engine.connect() as conn:
+            in_channel = conn.execute(
+                select(func.count())
+                .select_from(schedules_table)
+                .where(schedules_table.c.channel == channel)
+                .where(schedules_table.c.cancelled.is_(False))
+            ).scalar_one()
+        if in_channel >= settings.max_schedules_per_channel:
+            raise UserError(
+                f"<#{channel}> already has {in_channel} schedules, the most allowed "
+                "(`DOCKERBOT_MAX_SCHEDULES_PER_CHANNEL`). Cancel one first."
+            )
         schedule_id = secrets.token_hex(3)
         row = {
             "id": schedule_id,
