@@ -41,7 +41,7 @@ BOT_TOKEN = "xoxb-bench-0000-secret"
 APP_TOKEN = "xapp-1-A111-111-bench-secret"
 USER = "UBENCH"  # an admin: may pull and clean up
 CHANNEL = "CBENCH"
-_READY = re.compile(r"dockerbot: (?:HTTP on [\d.]+:(\d+)/slack/events|Socket Mode; health on [\d.]+:(\d+))")
+_READY = re.compile(r"dockerbot: (?:HTTP on [\d.]+:(\d+)/slack/events; |Socket Mode; )health on [\d.]+:(\d+)")
 
 Mode = Literal["http", "socket"]
 
@@ -58,6 +58,7 @@ class BotProcess:
         self.extra_env = extra_env or {}
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
+        self.health_port = 0
         # HTTP clients run in a process of their own (see `burst`), started with the bot so that a
         # burst starts at once, not a second later, after a spawn, when background load is under way.
         self.clients: ProcessPoolExecutor | None = None
@@ -98,6 +99,7 @@ class BotProcess:
             found = _READY.search((self.data_dir / "stdout.log").read_text(errors="replace"))
             if found:
                 self.port = int(found.group(1) or found.group(2))
+                self.health_port = int(found.group(2))
             elif self.proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError(f"the bot did not start:\n{self.log_tail()}")
@@ -134,7 +136,7 @@ class BotProcess:
 
     def metrics(self) -> str:
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        with opener.open(f"http://127.0.0.1:{self.port}/metrics", timeout=10) as resp:
+        with opener.open(f"http://127.0.0.1:{self.health_port}/metrics", timeout=10) as resp:
             return str(resp.read().decode())
 
     def stop(self) -> None:

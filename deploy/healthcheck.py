@@ -1,7 +1,7 @@
-"""The container's HEALTHCHECK: GET /healthz on the port the bot serves it on.
+"""The container's HEALTHCHECK: GET /healthz on DOCKERBOT_HEALTH_PORT.
 
-Slim images have no curl. Socket Mode (SLACK_APP_TOKEN set) serves health on DOCKERBOT_HEALTH_PORT;
-HTTP mode serves it beside /slack/events on DOCKERBOT_PORT. Exit 0 when healthy, 1 otherwise.
+Slim images have no curl. Both modes serve health there; in HTTP mode, the public port
+(DOCKERBOT_PORT) serves Slack's /slack/events and nothing else. Exit 0 when healthy, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -13,10 +13,7 @@ import urllib.request
 
 
 def health_url(env: dict[str, str]) -> str:
-    if env.get("SLACK_APP_TOKEN"):
-        port = env.get("DOCKERBOT_HEALTH_PORT") or "8080"
-    else:
-        port = env.get("DOCKERBOT_PORT") or "3000"
+    port = env.get("DOCKERBOT_HEALTH_PORT") or "8080"
     return f"http://127.0.0.1:{port}/healthz"
 
 

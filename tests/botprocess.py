@@ -20,6 +20,7 @@ class BotProcess:
     proc: subprocess.Popen[str]
     url: str  # where Slack posts: http://127.0.0.1:PORT/slack/events (Socket Mode: the health server)
     log: Path  # the bot's stderr
+    health: str = ""  # http://127.0.0.1:PORT: /healthz, /readyz, /metrics (both modes)
 
     def logs(self) -> str:
         return self.log.read_text(errors="replace")
@@ -37,10 +38,11 @@ def start_bot(
         SLACK_API_URL=fake_slack.api_url,
         DOCKERBOT_DATA_DIR=str(data_dir),
         DOCKERBOT_DEFAULT_ROLE="viewer",  # deny by default: the tests' workspace chose viewer for all
+        DOCKERBOT_HEALTH_PORT="0",
         **env_extra,
     )
     if socket_mode:
-        env.update(SLACK_APP_TOKEN=APP_TOKEN, DOCKERBOT_HEALTH_PORT="0")
+        env.update(SLACK_APP_TOKEN=APP_TOKEN)
     data_dir.mkdir(parents=True, exist_ok=True)
     log = data_dir / "bot-stderr.log"
     with log.open("a") as stderr:  # a file, not a pipe: a full pipe would block the bot's logging
@@ -52,12 +54,14 @@ def start_bot(
             stderr=stderr,
             text=True,
         )
-    ready = "health on " if socket_mode else "HTTP on "
     line = ""
-    while ready not in line:
+    while "health on " not in line:
         line = proc.stdout.readline()  # type: ignore[union-attr]
         assert line, "the bot did not start:\n" + log.read_text(errors="replace")[-3000:]
-    return BotProcess(proc, "http://" + line.split(ready)[1].strip(), log)
+    health = "http://" + line.split("health on ")[1].strip()
+    if socket_mode:
+        return BotProcess(proc, health, log, health)
+    return BotProcess(proc, "http://" + line.split("HTTP on ")[1].split(";")[0].strip(), log, health)
 
 
 def worker_pid(bot: BotProcess) -> int | None:

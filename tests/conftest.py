@@ -32,7 +32,7 @@ from bot.sandbox import Engine, Sandbox, ensure_packages  # noqa: E402
 from bot.slack.app import create_app  # noqa: E402
 from bot.slack.client import make_web_client  # noqa: E402
 from bot.slack.dispatch import LocalDispatch  # noqa: E402
-from bot.slack.http import HttpServer, Readiness, http_app  # noqa: E402
+from bot.slack.http import HttpServer, Readiness, health_app, http_app  # noqa: E402
 from handlers import COMMANDS  # noqa: E402
 from tests.chat import ChatBot  # noqa: E402
 from tests.fakes.hub import FakeHub  # noqa: E402
@@ -123,6 +123,7 @@ class SlackHttpBot:
     url: str
     slack: FakeSlack
     secret: str
+    health: str = ""  # http://HOST:PORT of /healthz, /readyz and /metrics (not on Slack's port)
 
     def command(
         self, text: str, *, user: str = "U111", channel: str = "C111", tag: str = "cmd"
@@ -139,13 +140,18 @@ def slack_http(settings: Settings, fake_slack: FakeSlack, services: Services) ->
     work = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="work")
     client = make_web_client(settings)
     app = create_app(settings, LocalDispatch(Router(services), client, work), client=client)
-    server = HttpServer(
-        http_app(app, Readiness(services.hosts.default), settings.max_body_bytes), "127.0.0.1", 0
-    ).start()
+    server = HttpServer(http_app(app, settings.max_body_bytes), "127.0.0.1", 0).start()
+    health = HttpServer(health_app(Readiness(services.hosts.default)), "127.0.0.1", 0).start()
     try:
-        yield SlackHttpBot(f"http://127.0.0.1:{server.port}/slack/events", fake_slack, SIGNING_SECRET)
+        yield SlackHttpBot(
+            f"http://127.0.0.1:{server.port}/slack/events",
+            fake_slack,
+            SIGNING_SECRET,
+            health=f"http://127.0.0.1:{health.port}",
+        )
     finally:
         server.close()
+        health.close()
         work.shutdown(wait=True, cancel_futures=True)
 
 

@@ -331,15 +331,15 @@ def test_the_http_server_listens_on_ipv6_too() -> None:
         server.close()
 
 
-def test_healthcheck_asks_the_port_of_the_mode(health_server: HealthServer) -> None:
+def test_healthcheck_asks_the_health_port_in_both_modes(health_server: HealthServer) -> None:
     live, dead = str(health_server.port), str(free_port())
     socket_mode = {"SLACK_APP_TOKEN": "xapp-1-test", "DOCKERBOT_HEALTH_PORT": live, "DOCKERBOT_PORT": dead}
     assert run_healthcheck(socket_mode).returncode == 0
     http_mode = {"SLACK_APP_TOKEN": "", "DOCKERBOT_HEALTH_PORT": live, "DOCKERBOT_PORT": dead}
-    failed = run_healthcheck(http_mode)
+    assert run_healthcheck(http_mode).returncode == 0
+    failed = run_healthcheck({"SLACK_APP_TOKEN": "xapp-1-test", "DOCKERBOT_HEALTH_PORT": dead})
     assert failed.returncode == 1
     assert f"127.0.0.1:{dead}/healthz" in failed.stderr and "xapp" not in failed.stderr
-    assert run_healthcheck({"DOCKERBOT_PORT": live}).returncode == 0
 
 
 # ----------------------------------------------------------------------------------------- compose
@@ -799,14 +799,15 @@ def test_templates_use_only_values_that_exist_and_close_their_blocks() -> None:
             assert used in defined, f"{name}: include of undefined {used!r}"
 
 
-def test_one_replica_recreated_with_probes_on_the_modes_port() -> None:
+def test_one_replica_recreated_with_probes_on_the_health_port() -> None:
     deployment = templates()["deployment.yaml"]
     assert re.search(r"^  replicas: 1$", deployment, re.M), "a fixed single replica"
     assert re.search(r"strategy:\n\s+type: Recreate", deployment)
     assert "path: /healthz" in deployment and "path: /readyz" in deployment
-    assert deployment.count('port: {{ include "dockerbot.probePort" . }}') == 2
+    assert deployment.count("port: health\n") == 2, "probes never on the public port"
     helper = templates()["_helpers.tpl"]
     assert re.search(r'eq \.Values\.mode "http" -\}\}http\{\{- else -\}\}health', helper)
+    assert 'include "dockerbot.servicePort"' in templates()["service.yaml"]
     assert "- name: http\n" in deployment and "- name: health\n" in deployment
     values = chart_values()
     assert values["ports"] == {"http": default("port"), "health": default("health_port")}
@@ -856,7 +857,10 @@ def test_helm_renders_http_mode_on_the_host_socket(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     pod = rendered_deployment(done.stdout)["spec"]["template"]["spec"]
-    assert pod["containers"][0]["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    container = pod["containers"][0]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert {p["name"] for p in container["ports"]} == {"http", "health"}
     assert {"path": SOCKET, "type": "Socket"} in [v["hostPath"] for v in pod["volumes"] if "hostPath" in v]
     refused = helm_template(tmp_path, "slack.botToken=xoxb-1,slack.appToken=xapp-1")
     assert refused.returncode != 0 and "docker.host" in refused.stderr
@@ -890,6 +894,7 @@ def test_systemd_unit_is_hardened_and_keeps_the_socket_usable() -> None:
     env = dict(v.split("=", 1) for k, v in service if k == "Environment")
     data_dir = env["DOCKERBOT_DATA_DIR"]
     assert data_dir in get["ReadWritePaths"].split()
+    assert env["DOCKERBOT_HEALTH_HOST"] == "127.0.0.1", "readiness and metrics stay off the network"
     assert get["NoNewPrivileges"] == "yes" and get["ProtectSystem"] == "strict"
     assert get["PrivateTmp"] == "yes" and get["ProtectHome"] == "yes"
     assert "AF_UNIX" in get["RestrictAddressFamilies"].split(), "the docker socket is AF_UNIX"

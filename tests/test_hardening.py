@@ -10,7 +10,9 @@ import logging
 import signal
 import socket
 import time
+import urllib.error
 import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -410,3 +412,27 @@ def test_schedules_are_capped_per_channel_and_refuse_short_intervals(
     assert len(scheduler.list()) == 3
     other = ask(slack_http, 'cleanup schedule "0 3 * * *" --channel C0OTHER', "UGROUP", "other-channel")
     assert "Scheduled cleanup" in other, "the cap is per channel"
+
+
+def test_readyz_and_metrics_are_not_on_the_public_port(
+    engine: Engine, fake_slack: FakeSlack, tmp_path: Path
+) -> None:
+    bot = start_bot(engine, fake_slack, tmp_path)
+    public = bot.url.removesuffix("/slack/events")
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    def status(url: str) -> int:
+        try:
+            with opener.open(url, timeout=10) as resp:
+                return int(resp.status)
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    try:
+        assert bot.health and bot.health != public
+        for path in ("/readyz", "/metrics", "/healthz"):
+            assert status(public + path) == 404, path
+            assert status(bot.health + path) == 200, path
+    finally:
+        bot.proc.send_signal(signal.SIGTERM)
+        bot.proc.wait(timeout=30)

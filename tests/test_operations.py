@@ -36,7 +36,7 @@ def _get(url: str) -> tuple[int, bytes]:
 
 
 def test_readyz_flips_with_the_engine(slack_http: SlackHttpBot, engine: Engine) -> None:
-    url = slack_http.url.replace("/slack/events", "/readyz")
+    url = slack_http.health + "/readyz"
     status, body = _get(url)
     assert status == 200 and json.loads(body) == {"ready": True, "engine": True, "slack": True}
     engine.stop()
@@ -51,7 +51,7 @@ def test_readyz_flips_with_the_engine(slack_http: SlackHttpBot, engine: Engine) 
 
 
 def test_metrics_count_a_command_run_through_slack(slack_http: SlackHttpBot) -> None:
-    url = slack_http.url.replace("/slack/events", "/metrics")
+    url = slack_http.health + "/metrics"
 
     def help_count() -> float:
         text = _get(url)[1].decode()
@@ -118,7 +118,7 @@ def test_the_served_bot_survives_its_worker_and_never_outlives_itself(
 ) -> None:
     fake_registry.stall_blobs = True  # a pull that starts, then waits for its layers
     bot = start_bot(engine, fake_slack, tmp_path, DOCKERBOT_OPERATORS="U111")
-    base = bot.url.replace("/slack/events", "")
+    base = bot.health
     try:
         first = worker_pid(bot)
         assert first is not None and alive(first)

@@ -74,9 +74,8 @@ def test_health_endpoint(slack_http: SlackHttpBot) -> None:
     import json
     import urllib.request
 
-    url = slack_http.url.replace("/slack/events", "/healthz")
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    with opener.open(url, timeout=5) as resp:
+    with opener.open(slack_http.health + "/healthz", timeout=5) as resp:
         assert resp.status == 200
         assert json.loads(resp.read()) == {"status": "ok"}
 

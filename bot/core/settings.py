@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     registry_auth: dict[str, RegistryCredentials] = {}
     port: int = Field(3000, ge=0, le=65535)
     health_port: int = Field(8080, ge=0, le=65535)
+    # Where /healthz, /readyz and /metrics listen (both modes); default: serve's --host.
+    health_host: str | None = None
     max_body_bytes: int = Field(1_000_000, ge=1024)
     http_header_timeout: float = Field(10.0, gt=0)  # a request's line and headers, from connecting
 

@@ -42,31 +42,43 @@ def serve_slack(settings: Settings, host: str, port: int) -> None:
         handler = socket_mode_handler(app, settings.slack_app_token.get_secret_value())
         handler.connect()
         ready = Readiness(engine_host, slack=handler.client.is_connected, worker=worker.alive)
-        server = HttpServer(
-            health_app(ready), host, settings.health_port, header_timeout=settings.http_header_timeout
-        )
-        print(f"dockerbot: Socket Mode; health on {host}:{server.port}", flush=True)
+        servers: list[HttpServer] = []
     else:
         handler = None
         ready = Readiness(engine_host, worker=worker.alive)
-        server = HttpServer(
-            http_app(app, ready, settings.max_body_bytes),
-            host,
-            port,
-            header_timeout=settings.http_header_timeout,
-        )
-        print(f"dockerbot: HTTP on {host}:{server.port}/slack/events", flush=True)
-    server.start()
+        # The public port: Slack's requests only. /readyz (which pings the engine) and /metrics are not
+        # for whoever can reach it.
+        servers = [
+            HttpServer(
+                http_app(app, settings.max_body_bytes),
+                host,
+                port,
+                header_timeout=settings.http_header_timeout,
+            )
+        ]
+    health_host = settings.health_host or host
+    health = HttpServer(
+        health_app(ready), health_host, settings.health_port, header_timeout=settings.http_header_timeout
+    )
+    servers.append(health)
+    if handler is not None:
+        print(f"dockerbot: Socket Mode; health on {health_host}:{health.port}", flush=True)
+    else:
+        public = f"{host}:{servers[0].port}/slack/events"
+        print(f"dockerbot: HTTP on {public}; health on {health_host}:{health.port}", flush=True)
+    for server in servers:
+        server.start()
     stop.wait()
-    shut_down(server, handler, worker)
+    shut_down(servers, handler, worker)
 
 
-def shut_down(server: Any, handler: Any, worker: Any) -> None:
+def shut_down(servers: list[Any], handler: Any, worker: Any) -> None:
     """Stop taking requests; the worker ends running pulls with a message that says so and lets
     the rest of its work finish."""
     print("dockerbot: shutting down", flush=True)
     if handler is not None:
         with contextlib.suppress(Exception):  # slack-sdk 3.47's close race (builtin/connection.py disconnect)
             handler.close()
-    server.close()
+    for server in servers:
+        server.close()
     worker.stop()

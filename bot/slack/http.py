@@ -1,4 +1,5 @@
-"""Serving the Slack app over HTTP (uvicorn, signed requests at /slack/events), and health.
+"""Serving the Slack app over HTTP (uvicorn, signed requests at /slack/events), and health and
+metrics on a listen address of their own (never on the public port Slack reaches).
 
 The HTTP side is an ASGI app on uvicorn's event loop (httptools, uvloop): a request is parsed,
 verified and acknowledged in that one thread, with no hand-off between threads on the way, which
@@ -135,16 +136,16 @@ def _one_signature(raw: list[tuple[bytes, bytes]]) -> bool:
     return not stamps or stamps[0].strip().isdigit()
 
 
-def http_app(app: App, ready: Callable[[], dict[str, bool]], max_body_bytes: int) -> AsgiApp:
-    """Slack's requests at POST /slack/events (larger bodies get 413 unread), health and metrics."""
-    health = health_app(ready)
+def http_app(app: App, max_body_bytes: int) -> AsgiApp:
+    """Slack's requests at POST /slack/events (larger bodies get 413 unread), and nothing else: this
+    is the public port. Health and metrics are served by `health_app` on a listen address of their own."""
     authorized = threading.Event()  # until set, requests are dispatched in a thread (see below)
 
     async def asgi(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
         if scope["path"] != "/slack/events":
-            await health(scope, receive, send)
+            await _respond(send, *_json(404, {"error": "not found"}))
             return
         if scope["method"] != "POST":
             await _respond(send, 405, b"Method Not Allowed", "text/plain", [(b"allow", b"POST")])

@@ -28,8 +28,9 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- .Values.docker.tls.existingSecret | default (printf "%s-docker-tls" (include "dockerbot.fullname" .)) -}}
 {{- end -}}
 
-{{/* The container port that serves /healthz and /readyz in this mode. */}}
-{{- define "dockerbot.probePort" -}}
+{{/* The container port the Service exposes: Slack's way in (HTTP mode), or /metrics (Socket Mode).
+     Probes always use `health`: /readyz and /metrics are never on the public port. */}}
+{{- define "dockerbot.servicePort" -}}
 {{- if eq .Values.mode "http" -}}http{{- else -}}health{{- end -}}
 {{- end -}}
 
