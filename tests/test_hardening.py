@@ -22,12 +22,12 @@ import yaml
 from bot.core.services import Services
 from bot.core.settings import Settings
 from bot.engine.hosts import DockerHost
-from bot.jobs.scheduler import RUNNERS, Scheduler
+from bot.jobs.scheduler import Scheduler
 from bot.logs import make_handler
 from bot.render.messages import Message, actions, button, plain
 from bot.sandbox import Engine
 from bot.state.delivery import Delivery
-from handlers.images import STORE, Listing, page_message, paginate
+from handlers.images import Listing, page_message, paginate
 from tests.botprocess import start_bot
 from tests.conftest import SlackHttpBot
 from tests.fakes.slack import FakeSlack
@@ -212,19 +212,21 @@ def test_a_pull_button_outside_the_allowed_channels_does_nothing(
     assert engine.cli("image", "inspect", "busybox", check=False).returncode != 0, "pulled from outside"
 
 
-def listing_card(host: str) -> str:
+def listing_card(services: Services, host: str) -> str:
     rows = [f"example/row-{i:03d}   latest   {'x' * 90}" for i in range(80)]
     header = "REPOSITORY   TAG   IMAGE ID"
     listing = Listing(host=host, header=header, rows=rows, pages=paginate(header, rows), summary="80 images")
     assert len(listing.pages) > 1
-    return json.dumps({"blocks": page_message(listing, STORE.add(listing), 0).blocks})
+    return json.dumps({"blocks": page_message(listing, services.listings.add(listing), 0).blocks})
 
 
 @pytest.mark.parametrize(("user", "host"), [("ULV", "prod"), ("UNONE", "local")])
-def test_more_pages_need_a_role_on_the_listings_host(slack_http: SlackHttpBot, user: str, host: str) -> None:
-    answer = press(slack_http, listing_card(host), "More", user, f"more-{user}")
+def test_more_pages_need_a_role_on_the_listings_host(
+    slack_http: SlackHttpBot, services: Services, user: str, host: str
+) -> None:
+    answer = press(slack_http, listing_card(services, host), "More", user, f"more-{user}")
     assert f"*viewer* role on host `{host}`" in answer and "example/row-" not in answer
-    shown = press(slack_http, listing_card(host), "More", "UGROUP", f"more-ok-{user}")
+    shown = press(slack_http, listing_card(services, host), "More", "UGROUP", f"more-ok-{user}")
     assert "example/row-0" in shown
 
 
@@ -253,7 +255,7 @@ def test_app_home_shows_each_user_what_their_role_allows(
     def probe(services: Services, host: DockerHost, params: dict) -> Message:
         return plain(f"cleanup summary for {host.name}")
 
-    monkeypatch.setitem(RUNNERS, "cleanup", probe)
+    monkeypatch.setitem(scheduler.runners, "cleanup", probe)
     on_local = scheduler.add(
         "cleanup", "0 3 * * *", timezone="UTC", channel=CHANNEL, host="local", params={}, created_by="U1"
     )
