@@ -8,6 +8,7 @@ from bot.core.commands import ActionRequest, ArgParser, Command, Reply, Request,
 from bot.core.confirmations import may_press
 from bot.core.live import LiveMessage
 from bot.core.services import Services
+from bot.core.settings import max_pulls
 from bot.engine.hosts import CONNECTION_ERRORS, DockerHost, EngineUnavailable, connection_cause
 from bot.engine.pulling import PullError, PullSnapshot, registry_auth
 from bot.engine.reference import Reference, parse_reference
@@ -25,19 +26,32 @@ def add_arguments(parser: ArgParser) -> None:
 
 
 def run(req: Request, reply: Reply) -> None:
-    pull(req.args.name, req.host, req.services, reply)
+    pull(req.args.name, req.host, req.services, reply, user=req.user)
 
 
 def on_pull_button(req: ActionRequest, reply: Reply) -> None:
     # The value is an image name from a search result; it is parsed like typed text, nothing more.
     if may_press(req, reply, "operator", req.host.name, "pull.refused"):
-        pull(req.value.strip(), req.host, req.services, reply)
+        pull(req.value.strip(), req.host, req.services, reply, user=req.user)
 
 
-def pull(text: str, host: DockerHost, services: Services, reply: Reply) -> None:
-    """Validate `text` (nothing reaches the engine if it is not a reference), then pull it live."""
+def pull(text: str, host: DockerHost, services: Services, reply: Reply, *, user: str) -> None:
+    """Validate `text` (nothing reaches the engine if it is not a reference), then pull it live,
+    within the caps on pulls waiting at once (per user, per host, in all: PullBusy otherwise)."""
     settings = services.settings
     typed = parse_reference(text)
+    with services.pull_slots.take(
+        user,
+        host.name,
+        per_user=settings.max_pulls_per_user,
+        per_host=settings.max_pulls_per_host,
+        total=max_pulls(settings),
+    ):
+        _pull(typed, host, services, reply)
+
+
+def _pull(typed: Reference, host: DockerHost, services: Services, reply: Reply) -> None:
+    settings = services.settings
     ref = typed.with_default_tag()
     view = PullView(ref, host, defaulted=not (typed.tag or typed.digest))
     # Slack's rate limit sets the pace of updates; an adapter without one (the terminal) says so.
@@ -58,6 +72,7 @@ def pull(text: str, host: DockerHost, services: Services, reply: Reply) -> None:
             on_update,
             auth=registry_auth(settings, ref.domain),
             inactivity_timeout=settings.pull_inactivity_timeout,
+            deadline=settings.pull_deadline,
             on_join=view.joined,
         )
     except PullError as error:

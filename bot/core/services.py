@@ -9,7 +9,7 @@ from bot.core import config_file
 from bot.core.access import Access
 from bot.core.settings import Settings
 from bot.engine.hosts import HostPool
-from bot.engine.pulling import PullRegistry
+from bot.engine.pulling import PullRegistry, PullSlots
 from bot.state.listings import ListingStore
 from bot.state.store import Store, database_url
 
@@ -28,6 +28,7 @@ class Services:
     access: Access
     policies: dict[str, str] = field(default_factory=dict)  # named cleanup policies from the config
     pulls: PullRegistry = field(default_factory=PullRegistry)  # the pulls running in this process
+    pull_slots: PullSlots = field(default_factory=PullSlots)  # pull requests waiting, per user and host
     listings: ListingStore[Any] = field(default_factory=ListingStore)  # `images` pages for More
     # Set by the process that runs them (serve/shell); None in a bare Services (some tests).
     scheduler: Scheduler | None = None

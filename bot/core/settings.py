@@ -29,6 +29,10 @@ class Settings(BaseSettings):
     host_timeout: float = Field(20.0, gt=0)  # per host, when a command runs on several at once
     fleet_run_timeout: float = Field(3600.0, gt=0)  # per host, for a scheduled run on several hosts
     pull_inactivity_timeout: float = Field(120.0, gt=0)
+    pull_deadline: float = Field(1800.0, gt=0)  # the most one pull may take, however it progresses
+    max_pulls_per_user: int = Field(3, ge=1)  # pull requests waiting at once, per Slack user
+    max_pulls_per_host: int = Field(8, ge=1)  # ... per Docker host
+    max_pulls: int | None = Field(None, ge=1)  # ... in all (default: half the workers, the rest for reads)
     confirm_ttl: int = Field(600, ge=10)
     min_schedule_interval: int = Field(300, ge=60)  # seconds between two runs of one schedule
     max_schedules_per_channel: int = Field(20, ge=1)
@@ -93,3 +97,11 @@ def describe_error(error: ValidationError) -> str:
         key = env_key(name) if name in Settings.model_fields else name
         lines.append(f"{key}: {item['msg']}")
     return "\n".join(lines)
+
+
+def max_pulls(settings: Settings) -> int:
+    """Pulls waiting at once in all: the setting, or half the workers (never all of them: reads
+    such as `images` keep the rest)."""
+    if settings.max_pulls is not None:
+        return min(settings.max_pulls, max(settings.workers - 1, 1))
+    return max(settings.workers // 2, 1)

@@ -15,6 +15,7 @@ import logging
 import socket
 import threading
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -260,10 +261,20 @@ class PullJob:
             self._listeners.append(listener)
             self._call(listener, self._progress.snapshot())
 
-    def run(self, auth: dict[str, str] | None, inactivity_timeout: float) -> None:
-        """Pull on the engine (in the calling thread) and keep the outcome for `wait`."""
+    def run(
+        self, auth: dict[str, str] | None, inactivity_timeout: float, deadline: float | None = None
+    ) -> None:
+        """Pull on the engine (in the calling thread) and keep the outcome for `wait`. `deadline`:
+        the most the whole pull may take; the engine reports progress for every chunk, so a registry
+        that trickles bytes would keep it under any inactivity limit for ever."""
         response: requests.Response | None = None
         downloaded: dict[str, int] = {}
+        timer: threading.Timer | None = None
+        if deadline is not None:
+            reason = f"it ran longer than {deadline:g} s, the most a pull may take"
+            timer = threading.Timer(deadline, self.interrupt, args=(reason,))
+            timer.daemon = True
+            timer.start()
         try:
             response, events = open_pull_stream(self.host.api, self.ref, auth, inactivity_timeout)
             self._response = response
@@ -304,6 +315,8 @@ class PullJob:
         except BaseException as error:  # noqa: BLE001 - kept for every waiter; the router describes it
             self._error = error
         finally:
+            if timer is not None:
+                timer.cancel()
             if response is not None:
                 response.close()  # frees the connection; the engine stops a pull nobody reads
             if self.interrupted:
@@ -348,6 +361,57 @@ def _abort(response: requests.Response) -> None:
     response.close()
 
 
+class PullBusy(UserError):
+    """A pull refused because as many as allowed are already running (for the user, the host or the
+    bot): nothing reaches the engine."""
+
+
+class PullSlots:
+    """How many pulls may wait on engines at once: per user, per host and in all. Each waits in a
+    worker thread for as long as the registry keeps it going, so without caps a registry that never
+    answers could take every worker, and reads (`images`, `inspect`) would wait behind the pulls.
+    The total cap keeps the rest of the workers for everything else."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users: dict[str, int] = {}
+        self._hosts: dict[str, int] = {}
+        self._total = 0
+
+    @contextmanager
+    def take(self, user: str, host: str, *, per_user: int, per_host: int, total: int) -> Iterator[None]:
+        with self._lock:
+            if self._total >= total:
+                raise PullBusy(
+                    f"The bot is already running {self._total} pulls, as many as it runs at once. "
+                    "Try again when one has finished."
+                )
+            if self._hosts.get(host, 0) >= per_host:
+                raise PullBusy(
+                    f"`{host}` is already pulling {self._hosts[host]} images, as many as it pulls at once. "
+                    "Try again when one has finished."
+                )
+            if self._users.get(user, 0) >= per_user:
+                raise PullBusy(
+                    f"You already have {self._users[user]} pulls running, as many as one person may. "
+                    "Try again when one has finished."
+                )
+            self._total += 1
+            self._hosts[host] = self._hosts.get(host, 0) + 1
+            self._users[user] = self._users.get(user, 0) + 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._total -= 1
+                self._hosts[host] -= 1
+                self._users[user] -= 1
+
+    def running(self) -> int:
+        with self._lock:
+            return self._total
+
+
 class PullRegistry:
     """The pulls in flight in this process, by (host name, canonical reference)."""
 
@@ -364,6 +428,7 @@ class PullRegistry:
         *,
         auth: dict[str, str] | None,
         inactivity_timeout: float,
+        deadline: float | None = None,
         on_join: Callable[[], None] | None = None,
     ) -> PullSnapshot:
         """Pull `ref` (tag or digest set) on `host`, or follow the same pull already running.
@@ -383,7 +448,7 @@ class PullRegistry:
         job.attach(listener)
         if owner:
             try:
-                job.run(auth, inactivity_timeout)
+                job.run(auth, inactivity_timeout, deadline)
             finally:
                 # Out of the registry before waking the followers: a request from now on starts afresh.
                 with self._lock:

@@ -27,6 +27,7 @@ class FakeRegistry:
     blob_delay: float = 0.0  # the n-th blob request waits n * blob_delay (progress spread over time)
     manifest_delay: float = 0.0  # the first manifest request waits this long
     basic_auth: tuple[str, str] | None = None
+    trickle: tuple[int, float] | None = None  # layer blobs sent (bytes, every seconds) until stopped
     seen: list[tuple[str, str, str]] = field(default_factory=list)  # (method, path, Authorization)
     _release: threading.Event = field(default_factory=threading.Event)
     _configs: set[str] = field(default_factory=set)
@@ -120,7 +121,31 @@ class FakeRegistry:
         if self.corrupt_layers and "/blobs/" in h.path and digest not in self._configs and body:
             body = bytes(len(body))  # same length, wrong content: the engine's verification fails
         extra = {k: headers[k] for k in ("Content-Type", "Docker-Content-Digest") if headers.get(k)}
-        self._answer(h, status, body, extra, length=int(headers.get("Content-Length") or len(body)))
+        length = int(headers.get("Content-Length") or len(body))
+        if self.trickle and "/blobs/" in h.path and digest not in self._configs and h.command == "GET":
+            return self._trickle(h, status, body, extra, length)
+        self._answer(h, status, body, extra, length=length)
+
+    def _trickle(
+        self, h: BaseHTTPRequestHandler, status: int, body: bytes, headers: dict[str, str], length: int
+    ) -> None:
+        """A registry that keeps the pull alive with a few bytes at a time, never idle for long."""
+        assert self.trickle is not None
+        size, every = self.trickle
+        h.send_response(status)
+        h.send_header("Docker-Distribution-API-Version", "registry/2.0")
+        for key, value in headers.items():
+            h.send_header(key, value)
+        h.send_header("Content-Length", str(length))
+        h.end_headers()
+        for start in range(0, len(body), size):
+            if self._release.wait(every):
+                return
+            try:
+                h.wfile.write(body[start : start + size])
+                h.wfile.flush()
+            except OSError:
+                return
 
     @staticmethod
     def _answer(
