@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import acks, cleanup, listing, memory, pull
+from bench import acks, cleanup, listing, memory, pull, starvation
 from bench.figures import Figure, table, write_results
 from bench.harness import World
 from bench.slackbot import Mode
@@ -18,8 +18,8 @@ from bench.slackbot import Mode
 RESULTS = Path(__file__).resolve().parent / "results.json"
 # Figures are reported in this order. Parts run in another: `images` last, because emptying the
 # engine of its 2,000 tags takes the engine several seconds, and the sandbox's teardown is free.
-REPORT_ORDER = ("images", "pull", "cleanup", "ack-http", "ack-socket", "memory")
-RUN_ORDER = ("pull", "cleanup", "memory", "ack-http", "ack-socket", "images")
+REPORT_ORDER = ("images", "pull", "cleanup", "ack-http", "ack-socket", "memory", "starvation")
+RUN_ORDER = ("pull", "cleanup", "memory", "ack-http", "ack-socket", "starvation", "images")
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,8 @@ class Sizes:
     ack_clients: int
     ack_cleanup_images: int
     ack_rounds: int
+    starvation_pulls: int = 50
+    starvation_reps: int = 10
 
 
 FULL = Sizes(
@@ -75,6 +77,7 @@ def parts(world: World, s: Sizes) -> dict[str, Callable[[], list[Figure]]]:
         "memory": lambda: memory.run(world, s.memory_commands),
         "ack-http": ack("http"),
         "ack-socket": ack("socket"),
+        "starvation": lambda: starvation.run(world, s.starvation_pulls, s.starvation_reps),
     }
 
 

@@ -1,7 +1,7 @@
 """Figure 2: pulling a ~50 MB image from the local registry (the engine's Hub mirror), bot vs CLI.
 
 The bot's time is measured three ways each round, all from an engine without the image:
-- in the terminal adapter of a warm bot, when the engine pull ends (PULLS.pull returns), and end to
+- in the terminal adapter of a warm bot, when the engine pull ends (PullRegistry.pull returns), and end to
   end, when the final message is printed: the figure;
 - in the served bot (`python -m bot serve`, HTTP), from sending the signed `/docker pull` to the final
   chat.update reaching the fake Slack. Slack allows about one update a second per message, so there
@@ -18,7 +18,7 @@ from typing import Any
 from bench.figures import Figure, median
 from bench.harness import World
 from bench.slackbot import BotProcess, burst, missing_replies, running, wait_until
-from bot.engine.pulling import PULLS
+from bot.engine.pulling import PullRegistry
 from bot.sandbox import push_image
 from tests.fakes.slack import FakeSlack
 
@@ -37,9 +37,10 @@ def publish(world: World) -> float:
 
 @contextmanager
 def engine_pull_ends() -> Iterator[list[float]]:
-    """perf_counter() of every return from PULLS.pull while inside (bench-only instrumentation)."""
+    """perf_counter() of every return from PullRegistry.pull while inside (bench-only instrumentation;
+    the registry is the warm bot's Services.pulls, so the class is patched)."""
     marks: list[float] = []
-    original = PULLS.pull
+    original = PullRegistry.pull
 
     def pull(*args: Any, **kwargs: Any) -> Any:
         try:
@@ -47,11 +48,11 @@ def engine_pull_ends() -> Iterator[list[float]]:
         finally:
             marks.append(time.perf_counter())
 
-    PULLS.pull = pull  # type: ignore[method-assign]
+    PullRegistry.pull = pull  # type: ignore[method-assign]
     try:
         yield marks
     finally:
-        del PULLS.pull  # the class's method again
+        PullRegistry.pull = original  # type: ignore[method-assign]
 
 
 def slack_pull(slack: FakeSlack, bot: BotProcess, n: int) -> float:
@@ -117,7 +118,7 @@ def run(world: World, rounds: int) -> list[Figure]:
             "ratio",
             1.1,
             "lower",
-            "the engine pull inside the bot (until PULLS.pull returned), without the final message",
+            "the engine pull inside the bot (until PullRegistry.pull returned), without the final message",
         ),
         Figure("pull_50mb_slack_vs_cli", round(slack_s / cli_s, 2), "ratio", 1.1, "lower", slack_note),
     ]
