@@ -131,6 +131,21 @@ def test_a_schedule_is_changed_only_by_an_admin_of_its_host(
     assert {"pause": "Paused", "resume": "Resumed", "cancel": "Cancelled"}[action] in done
 
 
+def test_cleanup_list_shows_only_schedules_on_hosts_the_asker_may_read(
+    slack_http: SlackHttpBot, scheduler: Scheduler
+) -> None:
+    made = {
+        host: scheduler.add(
+            "cleanup", "0 3 * * *", timezone="UTC", channel=CHANNEL, host=host, params={}, created_by="U1"
+        )
+        for host in ("local", "prod", "all")
+    }
+    seen = ask(slack_http, "cleanup list", "ULV", "list-ulv")
+    assert made["local"].id in seen and made["prod"].id not in seen and made["all"].id not in seen
+    everything = ask(slack_http, "cleanup list", "UPROD", "list-uprod")
+    assert all(m.id in everything for m in made.values())
+
+
 def test_audit_shows_only_the_hosts_the_asker_administers(
     slack_http: SlackHttpBot, services: Services
 ) -> None:
