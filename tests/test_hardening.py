@@ -131,6 +131,20 @@ def test_a_schedule_is_changed_only_by_an_admin_of_its_host(
     assert {"pause": "Paused", "resume": "Resumed", "cancel": "Cancelled"}[action] in done
 
 
+@pytest.mark.parametrize("action", ["pause", "cancel"])
+def test_a_report_schedule_is_changed_only_by_an_admin_of_its_host(
+    action: str, slack_http: SlackHttpBot, scheduler: Scheduler
+) -> None:
+    on_prod = scheduler.add(
+        "report", "0 8 * * 1", timezone="UTC", channel=CHANNEL, host="prod", params={}, created_by="UPROD"
+    )
+    seen = ask(slack_http, f"report {action} {on_prod.id}", "ULOCAL", f"report-{action}")
+    assert "needs the *admin* role on host `prod`" in seen
+    assert scheduler.get(on_prod.id) == on_prod, "a local admin changed a prod report schedule"
+    listing = ask(slack_http, "report list", "ULV", f"report-list-{action}")
+    assert on_prod.id not in listing, "a schedule on a host the asker has no role on was listed"
+
+
 def test_cleanup_list_shows_only_schedules_on_hosts_the_asker_may_read(
     slack_http: SlackHttpBot, scheduler: Scheduler
 ) -> None:
