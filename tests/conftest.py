@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 
+# Read before the scrub below: the one way to run without the containerd engine, said loudly at the end.
+ONE_ENGINE = os.environ.get("DOCKERBOT_TESTS_ONE_ENGINE") == "1"
+
 # Isolation first, before any SDK reads the environment: slack-sdk loads proxy variables itself
 # (slack_sdk/proxy_env_variable_loader.py).
 # slack-sdk ignores NO_PROXY, so proxy variables must go; SLACK_CLIENT_ID would switch Bolt to OAuth.
@@ -28,7 +31,7 @@ os.environ["DOCKER_HOST"] = "unix:///nonexistent/dockerbot-tests-have-no-engine-
 from bot.core.router import Router  # noqa: E402
 from bot.core.services import Services, build_services  # noqa: E402
 from bot.core.settings import Settings  # noqa: E402
-from bot.sandbox import Engine, Sandbox, ensure_packages  # noqa: E402
+from bot.sandbox import Engine, Sandbox, ensure_packages, fetch_new_engine  # noqa: E402
 from bot.slack.app import create_app  # noqa: E402
 from bot.slack.client import make_web_client  # noqa: E402
 from bot.slack.dispatch import LocalDispatch  # noqa: E402
@@ -52,14 +55,48 @@ def sandbox() -> Iterator[Sandbox]:
         yield box
 
 
+# The engines every bot-vs-CLI comparison runs on: Debian 12's Engine 20.10 (classic overlay2 store) and
+# the newest Engine Debian offers with the containerd image store, each with its own docker CLI.
+ENGINE_KINDS = ["classic"] if ONE_ENGINE else ["classic", "containerd"]
+_engines_ran: dict[str, str] = {}  # kind -> "Engine 28.5.2 (containerd image store)", for the summary
+
+
 @pytest.fixture(scope="session")
-def engine(sandbox: Sandbox) -> Engine:
-    return sandbox.engine
+def containerd_engine(sandbox: Sandbox) -> Engine:
+    """The second engine, fetched on first use (bot/sandbox/newengine.py); a failure fails the tests."""
+    engine = sandbox.add_engine("ctr", binaries=fetch_new_engine(), containerd_store=True)
+    _engines_ran["containerd"] = f"{engine.server_version()}, {engine.binaries.label}"
+    return engine
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if metafunc.definition.get_closest_marker("both_engines") and "engine" in metafunc.fixturenames:
+        metafunc.parametrize("engine", ENGINE_KINDS, indirect=True, scope="module")
+
+
+@pytest.fixture(scope="module")
+def engine(request: pytest.FixtureRequest, sandbox: Sandbox) -> Iterator[Engine]:
+    """The engine under test: the classic one, or per `both_engines` test each engine in turn. The bot
+    reaches it through DOCKER_HOST, as users point it at theirs."""
+    kind = getattr(request, "param", "classic")
+    if kind == "classic":
+        chosen = sandbox.engine
+        _engines_ran.setdefault("classic", sandbox.engine.server_version())
+    else:
+        chosen = request.getfixturevalue("containerd_engine")
+    os.environ["DOCKER_HOST"] = chosen.docker_host
+    yield chosen
+    os.environ["DOCKER_HOST"] = sandbox.docker_host
+
+
+def store_of(engine: Engine) -> str:
+    """ "containerd" or "classic": for the assertions where the two image stores differ on purpose."""
+    return "containerd" if engine.containerd_store else "classic"
 
 
 @pytest.fixture
 def docker_cli(engine: Engine):  # type: ignore[no-untyped-def]
-    """The docker CLI on the same engine: the oracle for every fact the bot shows."""
+    """The docker CLI of the same engine: the oracle for every fact the bot shows."""
     return engine.cli
 
 
@@ -213,6 +250,15 @@ def slack_rules_kept() -> Iterator[None]:
     broken = [v for v in VIOLATIONS[start:] if not v.expected]
     if broken:
         pytest.fail("Slack would refuse payloads of this test:\n" + "\n".join(f"  {v}" for v in broken))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for kind, version in sorted(_engines_ran.items()):
+        terminalreporter.write_line(f"engine {kind}: {version}")
+    if ONE_ENGINE:
+        terminalreporter.write_line(
+            "WARNING: DOCKERBOT_TESTS_ONE_ENGINE=1: the containerd-store engine was NOT tested", red=True
+        )
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

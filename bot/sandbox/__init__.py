@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from bot.sandbox.engine import CliError, Engine
 from bot.sandbox.hub import HubProxy
+from bot.sandbox.newengine import EngineBinaries, fetch_new_engine
 from bot.sandbox.packages import ensure_packages
 from bot.sandbox.registry import Registry
 from bot.sandbox.sandbox import Sandbox
@@ -27,12 +28,14 @@ __all__ = [
     "SEED_IMAGES",
     "CliError",
     "Engine",
+    "EngineBinaries",
     "HubProxy",
     "Registry",
     "Sandbox",
     "SeedImage",
     "TlsFiles",
     "ensure_packages",
+    "fetch_new_engine",
     "make_tls",
     "push_image",
     "seed_registry",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -15,6 +16,7 @@ from typing import Any
 import docker
 
 from bot.sandbox.hub import HubProxy
+from bot.sandbox.newengine import EngineBinaries
 from bot.sandbox.packages import DOCKERD
 from bot.sandbox.processes import (
     _cmdline,
@@ -59,12 +61,23 @@ class CliError(subprocess.CalledProcessError):
 
 
 class Engine:
-    """One dockerd: private data/exec roots and socket, no container networking, `mirror` as Hub mirror."""
+    """One dockerd: private data/exec roots and socket, no container networking, `mirror` as Hub mirror.
+
+    `binaries` picks the dockerd and docker CLI (default: the system's); `containerd_store` turns on the
+    containerd image store (Engine 29's default for new installs) instead of the classic graph drivers."""
 
     def __init__(
-        self, root: Path, mirror: str | None, tcp_tls: TlsFiles | None = None, hub: HubProxy | None = None
+        self,
+        root: Path,
+        mirror: str | None,
+        tcp_tls: TlsFiles | None = None,
+        hub: HubProxy | None = None,
+        binaries: EngineBinaries | None = None,
+        containerd_store: bool = False,
     ) -> None:
         self.root = Path(root)
+        self.binaries = binaries or EngineBinaries(DOCKERD, shutil.which("docker") or "/usr/bin/docker")
+        self.containerd_store = containerd_store
         self.mirror = mirror
         self.tcp_tls = tcp_tls
         self.hub = hub
@@ -83,7 +96,7 @@ class Engine:
 
     def _args(self) -> list[str]:
         args = [
-            DOCKERD,
+            self.binaries.dockerd,
             f"--config-file={self.root / 'daemon.json'}",  # not /etc/docker/daemon.json
             f"--data-root={self.data_root}",
             f"--exec-root={self.exec_root}",
@@ -96,6 +109,10 @@ class Engine:
         ]
         if self.mirror:
             args.append(f"--registry-mirror={self.mirror}")
+        if self.containerd_store:
+            # The classic store's pulls treat 127.0.0.0/8 as insecure (plain HTTP) by default; the
+            # containerd store's resolver in Engine 28 tries TLS first and fails on the loopback registries.
+            args.append("--insecure-registry=127.0.0.0/8")
         if self.tcp_tls and self.tcp_host:
             tls = self.tcp_tls
             args += [
@@ -113,7 +130,8 @@ class Engine:
         path = env.get("PATH", "").split(":")
         # runc, containerd and the shim are looked up on PATH.
         system = [p for p in ("/usr/sbin", "/usr/bin", "/sbin", "/bin") if p not in path]
-        env["PATH"] = ":".join(system + path)
+        # An unpacked engine's own containerd and shim come first; runc stays the system's.
+        env["PATH"] = ":".join([*self.binaries.path, *system, *path])
         proxy = self.hub.url if self.hub else _DEAD_PROXY
         env.update(HTTP_PROXY=proxy, HTTPS_PROXY=proxy, NO_PROXY=_NO_PROXY)
         if self.hub:
@@ -140,7 +158,8 @@ class Engine:
         if self.is_running():
             return
         self.cli_config.mkdir(parents=True, exist_ok=True)
-        (self.root / "daemon.json").write_text("{}\n")
+        config = {"features": {"containerd-snapshotter": True}} if self.containerd_store else {}
+        (self.root / "daemon.json").write_text(json.dumps(config) + "\n")
         with self.log.open("ab") as log:
             log.write(f"=== dockerd start {time.strftime('%Y-%m-%dT%H:%M:%S')} ===\n".encode())
             log.flush()
@@ -226,9 +245,8 @@ class Engine:
         self, *args: str, check: bool = True, input: bytes | None = None, timeout: float = 120
     ) -> subprocess.CompletedProcess[str]:
         """Run the docker CLI against this engine; stdout/stderr decoded. Raises CliError if `check`."""
-        docker_bin = shutil.which("docker") or "/usr/bin/docker"
         raw = subprocess.run(
-            [docker_bin, *args],
+            [self.binaries.docker, *args],
             input=input,
             capture_output=True,
             env=self.cli_env(),
@@ -243,3 +261,9 @@ class Engine:
 
     def client(self, **kwargs: Any) -> docker.DockerClient:
         return docker.DockerClient(base_url=self.docker_host, **kwargs)
+
+    def server_version(self) -> str:
+        """The engine's version and image store, as the test report names it."""
+        fmt = "{{.ServerVersion}} {{.Driver}}"
+        version, driver = self.cli("info", "--format", fmt).stdout.split()
+        return f"Engine {version} ({'containerd image store' if self.containerd_store else driver})"

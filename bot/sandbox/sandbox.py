@@ -11,6 +11,7 @@ from types import TracebackType
 
 from bot.sandbox.engine import Engine
 from bot.sandbox.hub import HubProxy
+from bot.sandbox.newengine import EngineBinaries
 from bot.sandbox.packages import ensure_packages
 from bot.sandbox.processes import _track, _unmount_under, _untrack
 from bot.sandbox.registry import Registry
@@ -65,9 +66,22 @@ class Sandbox:
             raise
         return self
 
-    def add_engine(self, name: str, tcp_tls: TlsFiles | None = None) -> Engine:
+    def add_engine(
+        self,
+        name: str,
+        tcp_tls: TlsFiles | None = None,
+        binaries: EngineBinaries | None = None,
+        containerd_store: bool = False,
+    ) -> Engine:
         """Start another engine (data root and socket under root/name) on the same mirror and Hub proxy."""
-        engine = Engine(self.root / name, mirror=self.registry.url, tcp_tls=tcp_tls, hub=self.hub)
+        engine = Engine(
+            self.root / name,
+            mirror=self.registry.url,
+            tcp_tls=tcp_tls,
+            hub=self.hub,
+            binaries=binaries,
+            containerd_store=containerd_store,
+        )
         self.engines.append(engine)
         engine.start()
         return engine

@@ -58,10 +58,20 @@ def load_images(engine: Engine, specs: list[Spec], now: float | None = None) -> 
         )
         ids.append(f"sha256:{digest}")
     files["manifest.json"] = json.dumps(manifest).encode()
+    loaded_ids = []  # "Loaded image ID: …" for untagged images, in archive order
     client = engine.client()
     try:
         for event in client.api.load_image(_tar(files)):  # a stream: the load is done when it ends
             assert "error" not in event, event
+            line = str(event.get("stream") or "").strip()
+            if line.startswith("Loaded image ID: "):
+                loaded_ids.append(line.removeprefix("Loaded image ID: "))
+        if not engine.containerd_store:
+            return ids  # the classic store's image ID is the config digest computed above
+        # The containerd store's image ID is the digest of a manifest the engine writes on load: ask it.
+        untagged = iter(loaded_ids)
+        return [
+            client.api.inspect_image(spec.tags[0])["Id"] if spec.tags else next(untagged) for spec in specs
+        ]
     finally:
         client.close()
-    return ids
