@@ -50,6 +50,14 @@ def get_json(
     return api._result(get(api, path, params=params, timeout=timeout), True)
 
 
+def engine_address(api: docker.APIClient) -> str:
+    """One string per engine a client talks to: unix and ssh clients all have base_url
+    http+docker://localhost, so their adapter's socket path or ssh host tells them apart."""
+    adapter = getattr(api, "_custom_adapter", None)
+    where = getattr(adapter, "socket_path", None) or getattr(adapter, "ssh_host", None) or ""
+    return f"{api.base_url} {where}"
+
+
 def check(api: docker.APIClient, response: requests.Response) -> None:
     """Raise docker.errors.APIError (NotFound, …) for an error answer, as docker-py's calls do."""
     api._result(response)

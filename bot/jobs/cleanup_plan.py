@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import docker
 
-from bot.engine.compat import get_json
+from bot.engine.dfcall import system_df
 from bot.engine.diskusage import images_usage
 from bot.engine.images import Summary, container_name, image_rows, is_dangling, list_images
 from bot.jobs.policy import Policy, format_duration
@@ -176,7 +176,7 @@ def _filesystem_size(api: docker.APIClient, host: str) -> tuple[int | None, str 
 def build_cache_size(api: docker.APIClient) -> int:
     """Reclaimable build cache from /system/df, in both shapes (API < 1.52: BuildCache[];
     >= 1.53: BuildCacheUsage)."""
-    df = get_json(api, "/system/df", params={"type": "build-cache"})
+    df = system_df(api, {"type": "build-cache"})
     if "BuildCacheUsage" in df and df.get("BuildCache") is None:
         usage = df["BuildCacheUsage"] or {}
         return int(usage.get("Reclaimable") or 0)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import docker
 import requests
 
+from bot.engine import dfcall
 from bot.engine.hosts import CONNECTION_ERRORS, EngineUnavailable, connection_cause
 from bot.engine.images import NONE, Summary, images_in_use, list_images
 from bot.engine.reference import familiar
@@ -153,8 +154,8 @@ def parse_df(df: dict[str, Any]) -> list[DfRow]:
 
 
 def system_df(api: docker.APIClient) -> list[DfRow]:
-    """`docker system df` on this engine: one GET /system/df."""
-    return parse_df(api.df())
+    """`docker system df` on this engine: one GET /system/df, shared with other callers (dfcall)."""
+    return parse_df(dfcall.system_df(api))
 
 
 def df_table(rows: list[DfRow]) -> str:
