@@ -38,6 +38,9 @@ from bot.state.delivery import Delivery
 from tests.chat import ChatBot
 from tests.fakes.images import Spec, load_images
 
+# Every test here compares the bot with the docker CLI: once on each engine (tests/conftest.py).
+pytestmark = pytest.mark.both_engines
+
 DAY = 86400.0
 
 

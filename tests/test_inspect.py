@@ -16,6 +16,9 @@ from tests.chat import ChatBot
 from tests.conftest import OPENRESTY
 from tests.test_images import build
 
+# Every test here compares the bot with the docker CLI: once on each engine (tests/conftest.py).
+pytestmark = pytest.mark.both_engines
+
 Cli = Callable[..., Any]
 
 

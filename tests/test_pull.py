@@ -35,6 +35,9 @@ from tests.chat import ChatBot
 from tests.conftest import SlackHttpBot
 from tests.fakes.registry import FakeRegistry
 
+# Every test here compares the bot with the docker CLI: once on each engine (tests/conftest.py).
+pytestmark = pytest.mark.both_engines
+
 Cli = Callable[..., Any]
 LAYER = re.compile(r"^([0-9a-f]{12}): (.*)$")
 FINAL_LAYER_STATES = {"Pull complete", "Already exists"}

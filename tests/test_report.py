@@ -46,6 +46,9 @@ from tests.chat import ChatBot
 from tests.conftest import SlackHttpBot
 from tests.fakes.slack import FakeSlack
 
+# Every test here compares the bot with the docker CLI: once on each engine (tests/conftest.py).
+pytestmark = pytest.mark.both_engines
+
 ROOT = Path(__file__).resolve().parent.parent
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SEEDS = [

@@ -5,11 +5,16 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 from bot.core.router import Router
 from bot.core.services import Services, build_services
 from bot.sandbox import Engine
 from handlers import COMMANDS
 from tests.chat import ChatBot
+
+# Every test here compares the bot with the docker CLI: once on each engine (tests/conftest.py).
+pytestmark = pytest.mark.both_engines
 
 
 def image_id(engine: Engine, ref: str) -> str:
