@@ -10,6 +10,7 @@ from bot.engine.compat import check, get
 from bot.engine.diskusage import images_usage
 from bot.engine.fleet import fan_out
 from bot.engine.hosts import DockerHost, HostPool
+from bot.engine.images import list_images
 from bot.render.formatting import format_table, human_size
 
 
@@ -38,10 +39,13 @@ def facts(host: DockerHost) -> HostFacts:
     latency = (time.monotonic() - started) * 1000
     info = api.info()
     usage = images_usage(api)
+    # Distinct top-level images, as `docker images` and `docker system df` count them: info's Images
+    # counts image records on the containerd store (one per tag).
+    images = len({i["Id"] for i in list_images(api)})
     return HostFacts(
         version=info.get("ServerVersion") or "?",
         store=image_store(info),
-        images=int(info.get("Images") or len(usage.images)),
+        images=images,
         size=usage.total,
         latency_ms=latency,
     )

@@ -84,7 +84,20 @@ def _clean(summary: Summary) -> Summary:
     if any(t in _LEGACY_UNTAGGED for t in tags) or any(d in _LEGACY_UNTAGGED for d in digests):
         tags = [t for t in tags if t not in _LEGACY_UNTAGGED]
         digests = [d for d in digests if d not in _LEGACY_UNTAGGED]
-    return {**summary, "RepoTags": tags, "RepoDigests": digests, "Labels": summary.get("Labels") or {}}
+    # The containerd store lists an image pulled only by digest with its image record's name, `repo@sha256:…`,
+    # in RepoTags too; it is no tag (the CLI shows `repo <none>`). Kept apart as DigestRefs: on that store
+    # it is a reference of its own, which rmi removes ("Untagged: repo@sha256:…").
+    digest_refs = [t for t in tags if "@" in t]
+    if digest_refs:
+        tags = [t for t in tags if "@" not in t]
+        digests = [*digests, *(d for d in digest_refs if d not in digests)]
+    return {
+        **summary,
+        "RepoTags": tags,
+        "RepoDigests": digests,
+        "DigestRefs": digest_refs,
+        "Labels": summary.get("Labels") or {},
+    }
 
 
 def list_images(
