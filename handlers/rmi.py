@@ -17,6 +17,8 @@ from bot import metrics
 from bot.core import confirmations
 from bot.core.commands import ActionRequest, ArgParser, Command, Reply, Request, UserError
 from bot.engine.diskusage import ImagesUsage, images_usage
+from bot.engine.hostinfo import image_store
+from bot.engine.hosts import CONNECTION_ERRORS
 from bot.engine.images import (
     AmbiguousImage,
     ImageIndex,
@@ -54,6 +56,7 @@ class Planned:
     keeps: int  # bytes that stay: layers shared with other images
     containers: list[str] = field(default_factory=list)  # "name (id12, running)"
     refusal: str = ""  # the conflict the engine is expected to answer with
+    shared_goes: bool = False  # every image sharing its layers goes on this card: `keeps` is freed too
 
 
 # --------------------------------------------------------------------------------------------- plan
@@ -76,12 +79,17 @@ def plan_image(
     used: dict[str, list[dict[str, Any]]],
     usage: ImagesUsage,
     force: bool,
+    containerd: bool = False,
 ) -> Planned:
-    """Predict what the engine will do, by the rules of moby's daemon/images/image_delete.go (ImageDelete).
+    """Predict what the engine will do, by the rules of moby's daemon/images/image_delete.go (ImageDelete),
+    or on the containerd store daemon/containerd/image_delete.go (README, "Image stores").
 
     The engine has the last word: the result after Confirm shows what it really did."""
     tags = list(image["RepoTags"])
-    refs_total = len(tags) + len(image["RepoDigests"])
+    # The classic store keeps repo@digest references of their own; the containerd store derives
+    # RepoDigests from its image records (tags, and names pulled by digest only: DigestRefs).
+    digest_refs = list(image.get("DigestRefs") or []) if containerd else list(image["RepoDigests"])
+    refs_total = len(tags) + len(digest_refs)
     containers = used.get(image["Id"], [])
     running = [c for c in containers if c.get("State") == "running"]
     described = [f"{container_name(c)} ({short_id(c['Id'])}, {c.get('State', '?')})" for c in containers]
@@ -94,11 +102,19 @@ def plan_image(
         repo = parse_reference(tag).name
         others = [t for t in tags if familiar(t) != tag]
         same_repo_tag_left = any(parse_reference(t).name == repo for t in others)
-        untag = [tag] + (
-            []
-            if same_repo_tag_left
-            else [familiar(d) for d in image["RepoDigests"] if parse_reference(d).name == repo]
-        )
+        if containerd and "@" in ref:
+            # name@digest removes every record of that repository pointing at the image.
+            same_repo = [familiar(r) for r in [*tags, *digest_refs] if parse_reference(r).name == repo]
+            untag = same_repo or [tag]
+        elif containerd:
+            untag = [tag]
+        else:
+            untag = [tag] + (
+                []
+                if same_repo_tag_left
+                else [familiar(d) for d in digest_refs if parse_reference(d).name == repo]
+            )
+        untag = list(dict.fromkeys(untag))  # a digest ref is also the repository's digest
         remaining = refs_total - len(untag)
         plan = Planned(ref, image["Id"], tag, tags, untag, remaining <= 0, frees, keeps, described)
         if remaining <= 0:
@@ -114,7 +130,8 @@ def plan_image(
                 plan.deletes = False
         return plan
 
-    plan = Planned(ref, image["Id"], None, tags, tags, True, frees, keeps, described)
+    untag_all = [*tags, *(familiar(d) for d in image.get("DigestRefs") or [])] if containerd else tags
+    plan = Planned(ref, image["Id"], None, tags, untag_all, True, frees, keeps, described)
     single = len(tags) <= 1 and len({parse_reference(r).name for r in [*tags, *image["RepoDigests"]]}) <= 1
     if running:
         plan.refusal = f"running container {short_id(running[0]['Id'])} uses it — not even --force removes it"
@@ -141,9 +158,11 @@ def run(req: Request, reply: Reply) -> None:
     index = ImageIndex(list_images(api, all=True))
     used = images_in_use(api)
     usage = images_usage(api)
+    containerd = image_store(api.info()).startswith("containerd")
     plans: list[Planned] = []
     problems: list[str] = []
     seen: set[tuple[str, str | None]] = set()
+    after: dict[str, dict[str, Any]] = {}  # each image as the card's earlier refs leave it
     for ref in dict.fromkeys(refs):
         try:
             image = index.resolve(ref)
@@ -153,10 +172,15 @@ def run(req: Request, reply: Reply) -> None:
         except NoSuchImage as error:
             problems.append(str(error))
             continue
-        plan = plan_image(ref, image, index, used, usage, req.args.force)
-        if (plan.image_id, plan.by_tag) not in seen:
-            seen.add((plan.image_id, plan.by_tag))
-            plans.append(plan)
+        if (image["Id"], _tag_of(ref, index)) in seen:
+            continue
+        image = after.get(image["Id"], image)
+        plan = plan_image(ref, image, index, used, usage, req.args.force, containerd)
+        seen.add((plan.image_id, plan.by_tag))
+        plans.append(plan)
+        after[plan.image_id] = _without(image, plan.untag)
+    plans = _once_per_image(plans)
+    exact = _mark_shared_layers_freed(plans, usage)
     if not plans:
         reply.send(plain("Nothing to remove.\n" + "\n".join(problems)))
         return
@@ -165,7 +189,14 @@ def run(req: Request, reply: Reply) -> None:
         user=req.user,
         channel=req.channel,
         host=req.host.name,
-        payload={"plans": [asdict(p) for p in plans], "force": req.args.force, "noprune": req.args.no_prune},
+        payload={
+            "plans": [asdict(p) for p in plans],
+            "force": req.args.force,
+            "noprune": req.args.no_prune,
+            "frees": card_frees(plans, usage, exact),
+            # The containerd store's df counts compressed layers other images share as the image's own.
+            "frees_at_most": containerd and not exact,
+        },
         ttl=req.services.settings.confirm_ttl,
     )
     for plan in plans:
@@ -175,12 +206,65 @@ def run(req: Request, reply: Reply) -> None:
     reply.send(card(pending, plans, problems))
 
 
+def _tag_of(ref: str, index: ImageIndex) -> str | None:
+    if _is_id_ref(ref, index):
+        return None
+    return familiar(ref) if "@" in ref else parse_reference(ref).with_default_tag().familiar()
+
+
+def _without(image: dict[str, Any], untag: list[str]) -> dict[str, Any]:
+    """The image as the engine leaves it once `untag` are removed: the next ref on the card is
+    planned against that (`rmi nginx nginx:two` deletes at the second ref, as the CLI does)."""
+    gone = set(untag)
+    keep = {
+        key: [r for r in image.get(key) or [] if familiar(r) not in gone]
+        for key in ("RepoTags", "DigestRefs")
+    }
+    keep["RepoDigests"] = [r for r in image["RepoDigests"] if familiar(r) not in gone]
+    return {**image, **keep}
+
+
+def _once_per_image(plans: list[Planned]) -> list[Planned]:
+    """An image named by ID (removed whole) and also by a tag is listed once, as the ID: its tags go
+    with it, and removing the tag afterwards would only fail with "No such image"."""
+    whole = {p.image_id for p in plans if p.by_tag is None and p.deletes}
+    return [p for p in plans if p.by_tag is None or p.image_id not in whole]
+
+
+def _mark_shared_layers_freed(plans: list[Planned], usage: ImagesUsage) -> bool:
+    """True when no image the card keeps shares a layer with any other: then the layers the deleted
+    images share among themselves are freed too, and the estimate is exact. The df figures say how
+    many bytes each image shares, not with which image, so only then is it known; otherwise each
+    deleted image's shared bytes are counted as staying."""
+    deleting = {p.image_id for p in plans if p.deletes}
+    kept = [d for image_id, d in usage.images.items() if image_id not in deleting]
+    if not (deleting and usage.images and deleting <= usage.images.keys()):
+        return False
+    if not all(d.shared == 0 for d in kept):
+        return False
+    for p in plans:
+        p.shared_goes = p.deletes and p.keeps > 0
+    return True
+
+
+def card_frees(plans: list[Planned], usage: ImagesUsage, exact: bool) -> int:
+    """Bytes the card frees: when `exact`, all image bytes but the kept images' (which share nothing,
+    so each counts its full size); otherwise each deleted image's own layers."""
+    if exact:
+        deleting = {p.image_id for p in plans if p.deletes}
+        kept = sum(d.size for image_id, d in usage.images.items() if image_id not in deleting)
+        return max(usage.total - kept, 0)
+    return sum(p.frees for p in plans if p.deletes)
+
+
 def _plan_text(plan: Planned) -> str:
     name = f"`{plan.ref}` → `{short_id(plan.image_id)}`"
     if plan.refusal:
         lines = [f":no_entry: {name} — the engine will refuse: {plan.refusal}."]
     elif plan.deletes:
         kept = f"; {human_size(plan.keeps)} stays in layers other images share" if plan.keeps else ""
+        if plan.shared_goes:
+            kept = f"; its {human_size(plan.keeps)} shared with other images on this card goes with them"
         tags = ", ".join(f"`{t}`" for t in plan.untag) or "no tags"
         freed = human_size(plan.frees)
         lines = [f":wastebasket: {name} — untag {tags} and *delete* the image: frees {freed}{kept}."]
@@ -196,8 +280,7 @@ def _plan_text(plan: Planned) -> str:
 
 
 def card(pending: PendingAction, plans: list[Planned], problems: list[str]) -> Message:
-    deleting = [p for p in plans if p.deletes]
-    total = sum(p.frees for p in deleting)
+    total = pending.payload.get("frees", sum(p.frees for p in plans if p.deletes))
     title = f"Remove {len(plans)} image{'s' if len(plans) != 1 else ''} from {pending.host}?"
     body = "\n".join(_plan_text(p) for p in plans)
     flags = " ".join(
@@ -210,7 +293,8 @@ def card(pending: PendingAction, plans: list[Planned], problems: list[str]) -> M
         blocks.append(section("Left out:\n" + "\n".join(f"• {p}" for p in problems)[:2900]))
     blocks.append(
         context(
-            f"Frees about {human_size(total, 4)}{' · ' + flags if flags else ''}"
+            f"Frees {'at most' if pending.payload.get('frees_at_most') else 'about'} {human_size(total, 4)}"
+            f"{' · ' + flags if flags else ''}"
             f" · asked by {mention(pending.user)} · only they or an admin can confirm"
             f" · expires {confirmations.expires_text(pending)}"
         )
@@ -234,7 +318,7 @@ def on_confirm(req: ActionRequest, reply: Reply) -> None:
     host = req.services.hosts.get(pending.host)
     plans = [Planned(**p) for p in pending.payload["plans"]]
     try:
-        lines, reclaimed = execute(
+        lines, reclaimed, df_error = execute(
             host.api, plans, pending.payload["force"], pending.payload["noprune"], req, pending
         )
     except Exception as error:
@@ -250,7 +334,11 @@ def on_confirm(req: ActionRequest, reply: Reply) -> None:
             blocks=[
                 section(f"*{title}*"),
                 *code_blocks(summary),
-                context(f"Total reclaimed space: {human_size(reclaimed, 4)}"),
+                context(
+                    f"Total reclaimed space: {human_size(reclaimed, 4)}"
+                    if reclaimed is not None
+                    else f"Total reclaimed space: unknown (no disk usage from the engine: {df_error})"
+                ),
             ],
             in_channel=True,
         ),
@@ -264,10 +352,12 @@ def execute(
     noprune: bool,
     req: ActionRequest,
     pending: PendingAction,
-) -> tuple[list[str], int]:
-    """Remove image by image; one failure never stops the others. Returns lines and bytes reclaimed."""
+) -> tuple[list[str], int | None, str]:
+    """Remove image by image; one failure never stops the others. Returns the lines, the bytes
+    reclaimed (the df difference; None when df failed) and df's error. A df failure never stops a
+    removal: the lines still say what was removed."""
     store = req.services.store
-    before = images_usage(api).total
+    before, df_error = _df_total(api)
     index = ImageIndex(list_images(api, all=True))
     lines: list[str] = []
     for plan in plans:
@@ -284,9 +374,22 @@ def execute(
             result="; ".join(outcome),
             request_id=req.request_id,
         )
-    after = images_usage(api).total
+    after, df_error = _df_total(api) if before is not None else (None, df_error)
+    if before is None or after is None:
+        return lines, None, df_error
     metrics.RECLAIMED_BYTES.inc(max(before - after, 0))
-    return lines, max(before - after, 0)
+    return lines, max(before - after, 0), df_error
+
+
+def _df_total(api: docker.APIClient) -> tuple[int | None, str]:
+    try:
+        return images_usage(api).total, ""
+    except (
+        docker.errors.DockerException,
+        *CONNECTION_ERRORS,
+    ) as error:  # the removal matters, not the figure
+        explanation = getattr(error, "explanation", None)
+        return None, str(explanation or error)
 
 
 def _recheck(plan: Planned, index: ImageIndex) -> tuple[str, str]:
@@ -298,17 +401,26 @@ def _recheck(plan: Planned, index: ImageIndex) -> tuple[str, str]:
         return plan.image_id, ""
     subject = plan.by_tag or short_id(plan.image_id)
     if drift.category == "gone":
-        return "", f"{subject}: {'no longer exists; nothing to do' if plan.by_tag else 'already gone'}."
+        return "", _no_such_image(plan.ref)
     if drift.category == "moved":
         return "", f"{subject}: {drift.reason} as the card showed; not touched."
     return "", f"{subject}: {drift.reason} since the card; not removed."
 
 
+def _no_such_image(ref: str) -> str:
+    """The CLI's words for a ref that is gone: the engine names it as parsed (an ID prefix is a name
+    to it, so `1a2b3c` reads `1a2b3c:latest`)."""
+    try:
+        parsed = parse_reference(ref)
+        name = parsed.familiar() if parsed.digest else parsed.with_default_tag().familiar()
+    except InvalidReference:
+        name = ref
+    return f"Error response from daemon: No such image: {name}"
+
+
 def _remove(api: docker.APIClient, target: str, force: bool, noprune: bool) -> list[str]:
     removal = remove(api, target, force=force, noprune=noprune)
-    if removal.not_found:
-        return [f"{short_id(target) if target.startswith('sha256:') else target}: already gone."]
-    if removal.error is not None:
+    if removal.error is not None:  # NotFound too: the engine's own words, as the CLI prints them
         return [explain(removal.error) + _in_words(str(removal.error.explanation))]
     return removal.lines
 

@@ -4,8 +4,14 @@ The containerd image store runs one disk-usage operation at a time and answers a
 "a disk usage operation is already running" (moby daemon/containerd/image_prune.go and
 daemon/disk_usage.go use a singleflight that refuses instead of waiting). Viewers, App Home, rmi and
 schedules all ask the same host, so every df call of this process goes through here: callers of one
-host queue behind one lock, a caller that finds an answer younger than `max_age` reuses it, and a
-refusal caused by someone else (the CLI, another replica) is retried briefly.
+host queue behind one lock, and a caller reuses an answer whose call started after the caller arrived
+(single flight: a burst of callers costs two calls, and nobody gets an answer older than their
+question) or, for views that ask with `max_age`, one started at most that long before. A refusal
+caused by someone else (the CLI, another replica) is retried briefly.
+
+Which engines refuse: those before API 1.42 (Engine 20.10 here, any store). Engine 23 and later make a
+second caller wait for the running calculation (moby docs/api/version-history.md, v1.42), which the
+containerd-store engine of the tests does.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import docker
 from bot.engine.compat import engine_address, get_json
 
 BUSY = "disk usage operation is already running"
-MAX_AGE = 2.0  # seconds an answer is shared: long enough for a burst, short enough to look live
+MAX_AGE = 2.0  # for views (hosts, App Home): seconds an older answer may be shown
 _RETRIES = (0.1, 0.3, 0.6, 1.0, 2.0)
 
 _lock = threading.Lock()
@@ -40,14 +46,17 @@ def _host(api: docker.APIClient) -> _HostDf:
         return _hosts[key]
 
 
-def system_df(api: docker.APIClient, params: dict[str, str] | None = None, max_age: float = MAX_AGE) -> Any:
-    """The engine's /system/df answer for `params`. `max_age=0` always asks the engine (after a removal)."""
+def system_df(api: docker.APIClient, params: dict[str, str] | None = None, max_age: float = 0.0) -> Any:
+    """The engine's /system/df answer for `params`, from a call that started after this one was made
+    (or at most `max_age` seconds before)."""
     key = tuple(sorted((params or {}).items()))
     host = _host(api)
+    arrived = time.monotonic()
     with host.lock:
         cached = host.cache.get(key)
-        if cached is not None and time.monotonic() - cached[0] <= max_age:
+        if cached is not None and cached[0] >= arrived - max_age:
             return cached[1]
+        started = time.monotonic()
         for delay in (*_RETRIES, None):
             try:
                 answer = get_json(api, "/system/df", params=params or None)
@@ -56,7 +65,7 @@ def system_df(api: docker.APIClient, params: dict[str, str] | None = None, max_a
                 if delay is None or BUSY not in str(error.explanation or error):
                     raise
                 time.sleep(delay)
-        host.cache[key] = (time.monotonic(), answer)
+        host.cache[key] = (started, answer)
         return answer
 
 

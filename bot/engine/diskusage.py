@@ -11,7 +11,7 @@ from typing import Any
 
 import docker
 
-from bot.engine.dfcall import MAX_AGE, system_df
+from bot.engine.dfcall import system_df
 
 
 @dataclass(frozen=True)
@@ -37,8 +37,8 @@ def _items(df: dict[str, Any]) -> list[dict[str, Any]]:
     return (df.get("ImageUsage") or {}).get("Items") or []
 
 
-def images_usage(api: docker.APIClient, max_age: float = MAX_AGE) -> ImagesUsage:
-    """`max_age=0` for a figure taken right before or after a removal (shared answers are older)."""
+def images_usage(api: docker.APIClient, max_age: float = 0.0) -> ImagesUsage:
+    """From a df call started after this one was made; views may accept `max_age` seconds older."""
     df = system_df(api, {"type": "image", "verbose": "1"}, max_age)
     if "ImageUsage" in df and df.get("LayersSize") is None:
         total = int(df["ImageUsage"].get("TotalSize") or 0)
