@@ -161,25 +161,24 @@ def run(req: Request, reply: Reply) -> None:
     containerd = image_store(api.info()).startswith("containerd")
     plans: list[Planned] = []
     problems: list[str] = []
-    seen: set[tuple[str, str | None]] = set()
-    after: dict[str, dict[str, Any]] = {}  # each image as the card's earlier refs leave it
+    resolved: list[tuple[str, dict[str, Any]]] = []
     for ref in dict.fromkeys(refs):
         try:
-            image = index.resolve(ref)
+            resolved.append((ref, index.resolve(ref)))
         except AmbiguousImage as error:
             problems.append(str(error).removeprefix("Error: "))
-            continue
         except NoSuchImage as error:
             problems.append(str(error))
-            continue
+    seen: set[tuple[str, str | None]] = set()
+    after: dict[str, dict[str, Any]] = {}  # each image as the card's earlier refs leave it
+    for ref, image in _once_per_image(resolved, index):
         if (image["Id"], _tag_of(ref, index)) in seen:
             continue
-        image = after.get(image["Id"], image)
-        plan = plan_image(ref, image, index, used, usage, req.args.force, containerd)
+        plan = plan_image(ref, after.get(image["Id"], image), index, used, usage, req.args.force, containerd)
+        after[plan.image_id] = _without(after.get(image["Id"], image), plan.untag)
+        plan.tags = list(image["RepoTags"])  # as the card found them: the re-check compares with these
         seen.add((plan.image_id, plan.by_tag))
         plans.append(plan)
-        after[plan.image_id] = _without(image, plan.untag)
-    plans = _once_per_image(plans)
     exact = _mark_shared_layers_freed(plans, usage)
     if not plans:
         reply.send(plain("Nothing to remove.\n" + "\n".join(problems)))
@@ -224,11 +223,24 @@ def _without(image: dict[str, Any], untag: list[str]) -> dict[str, Any]:
     return {**image, **keep}
 
 
-def _once_per_image(plans: list[Planned]) -> list[Planned]:
-    """An image named by ID (removed whole) and also by a tag is listed once, as the ID: its tags go
-    with it, and removing the tag afterwards would only fail with "No such image"."""
-    whole = {p.image_id for p in plans if p.by_tag is None and p.deletes}
-    return [p for p in plans if p.by_tag is None or p.image_id not in whole]
+def _once_per_image(
+    resolved: list[tuple[str, dict[str, Any]]], index: ImageIndex
+) -> list[tuple[str, dict[str, Any]]]:
+    """An image named by ID (removed whole) and also by a tag is listed once, as the ID, where it is
+    first named: its tags go with it, and the CLI would only add "No such image" for the others."""
+    by_id = {}
+    for ref, image in resolved:
+        if _is_id_ref(ref, index):
+            by_id.setdefault(image["Id"], ref)
+    out, done = [], set()
+    for ref, image in resolved:
+        if image["Id"] in by_id:
+            if image["Id"] in done:
+                continue
+            done.add(image["Id"])
+            ref = by_id[image["Id"]]
+        out.append((ref, image))
+    return out
 
 
 def _mark_shared_layers_freed(plans: list[Planned], usage: ImagesUsage) -> bool:
@@ -257,7 +269,8 @@ def card_frees(plans: list[Planned], usage: ImagesUsage, exact: bool) -> int:
     return sum(p.frees for p in plans if p.deletes)
 
 
-def _plan_text(plan: Planned) -> str:
+def _plan_text(plan: Planned, earlier: set[str]) -> str:
+    """One plan's line; `earlier`: refs of its image untagged by the card's earlier lines."""
     name = f"`{plan.ref}` → `{short_id(plan.image_id)}`"
     if plan.refusal:
         lines = [f":no_entry: {name} — the engine will refuse: {plan.refusal}."]
@@ -269,7 +282,8 @@ def _plan_text(plan: Planned) -> str:
         freed = human_size(plan.frees)
         lines = [f":wastebasket: {name} — untag {tags} and *delete* the image: frees {freed}{kept}."]
     else:
-        still = [t for t in plan.tags if t not in plan.untag and familiar(t) not in plan.untag]
+        gone = {*plan.untag, *earlier}
+        still = [t for t in plan.tags if t not in gone and familiar(t) not in gone]
         left = f"; still tagged {', '.join(f'`{familiar(t)}`' for t in still)}" if still else ""
         kept = "; the image stays for the containers that use it" if plan.containers and not still else ""
         untag = ", ".join(f"`{t}`" for t in plan.untag)
@@ -282,7 +296,12 @@ def _plan_text(plan: Planned) -> str:
 def card(pending: PendingAction, plans: list[Planned], problems: list[str]) -> Message:
     total = pending.payload.get("frees", sum(p.frees for p in plans if p.deletes))
     title = f"Remove {len(plans)} image{'s' if len(plans) != 1 else ''} from {pending.host}?"
-    body = "\n".join(_plan_text(p) for p in plans)
+    untagged: dict[str, set[str]] = {}
+    lines = []
+    for p in plans:
+        lines.append(_plan_text(p, untagged.get(p.image_id, set())))
+        untagged.setdefault(p.image_id, set()).update(p.untag)
+    body = "\n".join(lines)
     flags = " ".join(
         f
         for f, on in (("--force", pending.payload["force"]), ("--no-prune", pending.payload["noprune"]))

@@ -292,18 +292,24 @@ def test_a_digest_only_image_is_named_once(chat: ChatBot, clean_engine: Engine) 
     assert not exists(clean_engine, ref)
 
 
-def test_one_image_named_by_id_prefix_and_by_tag_is_listed_once(chat: ChatBot, clean_engine: Engine) -> None:
+@pytest.mark.parametrize("order", ["id first", "tag first"])
+def test_one_image_named_by_id_prefix_and_by_tag_is_listed_once(
+    chat: ChatBot, clean_engine: Engine, order: str
+) -> None:
     clean_engine.cli("pull", "alpine")
     full_id = image_id(clean_engine, "alpine")
     alone = chat("rmi alpine")
     chat("cancel")
-    card = chat(f"rmi {full_id[7:19]} alpine")
+    refs = [full_id[7:19], "alpine"] if order == "id first" else ["alpine", full_id[7:19]]
+    card = chat(f"rmi {' '.join(refs)}")
     assert "Remove 1 image from local?" in card, card
     assert card.count(f"→ {full_id[7:19]}") == 1, card
+    assert f"{full_id[7:19]} → {full_id[7:19]} — untag alpine:latest and delete the image" in card
     frees = re.search(r"Frees (about|at most) (\S+)", card)
     assert frees is not None and frees.group(0) in alone, (card, alone)
     result = chat("confirm")
     assert result.count(f"Deleted: {full_id}") == 1, result
+    assert "Untagged: alpine:latest" in result
     assert "already gone" not in result and "No such image" not in result
 
 
