@@ -93,7 +93,8 @@ def plan_image(
     containers = used.get(image["Id"], [])
     running = [c for c in containers if c.get("State") == "running"]
     described = [f"{container_name(c)} ({short_id(c['Id'])}, {c.get('State', '?')})" for c in containers]
-    children = [i for i in index.images if i.get("ParentId") == image["Id"]]
+    # The containerd store keeps no parent chain: it never refuses for dependent child images.
+    children = [i for i in index.images if i.get("ParentId") == image["Id"]] if not containerd else []
     disk = usage.images.get(image["Id"])
     frees, keeps = (disk.unique, disk.size - disk.unique) if disk else (image.get("Size") or 0, 0)
 

@@ -18,6 +18,7 @@ import docker
 
 from bot.engine.dfcall import system_df
 from bot.engine.diskusage import images_usage
+from bot.engine.hostinfo import image_store
 from bot.engine.images import Summary, container_name, image_rows, is_dangling, list_images
 from bot.jobs.policy import Policy, format_duration
 from bot.render.formatting import created_since, human_size, short_id
@@ -200,7 +201,11 @@ def plan_cleanup(
     everything = list_images(api, all=True)
     containers = api.containers(all=True)
     usage = images_usage(api)
-    parents = {i.get("ParentId") for i in everything if i.get("ParentId")}
+    # The containerd store keeps no parent chain: each image is a whole manifest, the classic builder's
+    # intermediate images are dangling images like any other (`docker image prune` removes them), and
+    # the engine never refuses a removal for "dependent child images".
+    containerd = image_store(api.info()).startswith("containerd")
+    parents = {i.get("ParentId") for i in everything if i.get("ParentId")} if not containerd else set()
     by_id = {i["Id"]: i for i in everything}
     # Top-level images, as `docker images` lists them: intermediate build layers go with their child.
     images = [i for i in everything if not (is_dangling(i) and i["Id"] in parents)]
@@ -276,7 +281,7 @@ def plan_cleanup(
     # A candidate that a kept image is built on stays too: the engine would refuse ("dependent child").
     chosen_ids = {i["Id"] for i, _ in chosen}
     protected: dict[str, str] = {}
-    for image in images:
+    for image in images if not containerd else []:
         if image["Id"] in chosen_ids:
             continue
         parent = image.get("ParentId")

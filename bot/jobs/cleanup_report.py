@@ -167,7 +167,15 @@ def summary_message(host_name: str, result: CleanupResult, next_run: datetime | 
         notes.append(f"{_plural(result.unmatched, 'image')} not matched by the policy")
     if notes:
         blocks.append(context(ellipsis("; ".join(notes), 2900)))
-    blocks.append(context(f"Total reclaimed space: {human_size(result.reclaimed, 4)}"))
+    # `docker image prune` reports the image content it deleted; on the containerd store that leaves out
+    # the unpacked snapshots, so its figure is a fraction of what the disk gets back. Ours is the df
+    # difference, and the reply says so (README, "Image stores").
+    blocks.append(
+        context(
+            f"Total reclaimed space: {human_size(result.reclaimed, 4)}"
+            " (images on disk before minus after, as `docker system df` counts them)"
+        )
+    )
     text = f"{title}. Total reclaimed space: {human_size(result.reclaimed, 4)}"
     if result.errors:
         text += " " + " ".join(result.errors)

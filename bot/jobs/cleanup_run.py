@@ -19,6 +19,7 @@ from bot.engine.hosts import CONNECTION_ERRORS, connection_cause
 from bot.engine.images import ImageIndex, Summary, list_images
 from bot.engine.removal import Seen, explain, recheck, remove
 from bot.jobs.cleanup_plan import Candidate, CleanupPlan, containers_by_image
+from bot.render.formatting import short_id
 
 log = logging.getLogger("dockerbot.cleanup")
 
@@ -197,6 +198,13 @@ def execute_cleanup(
                     log.exception("cleanup of %s failed", cand.image_id)
                     outcome = _skip(cand, "error", f"{type(error).__name__}: {error}")
             with lock:
+                if isinstance(outcome, Skipped) and outcome.category == "gone":
+                    # Removing an image also deletes the untagged images it was built on; an earlier
+                    # wave of this run did that (the containerd store has no parent chain to order by).
+                    by = next((r for r in result.removed if f"Deleted: {cand.image_id}" in r.lines), None)
+                    if by is not None:
+                        line = f"Deleted: {cand.image_id} (with {short_id(by.image_id)})"
+                        outcome = Removed(cand.image_id, cand.tags, cand.size, cand.rule, [line])
                 (result.removed if isinstance(outcome, Removed) else result.skipped).append(outcome)
             if on_done is not None:
                 try:
