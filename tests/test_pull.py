@@ -32,7 +32,7 @@ from bot.sandbox import Engine, Sandbox, push_image
 from handlers import COMMANDS
 from handlers.pull import LIVE_INTERVAL
 from tests.chat import ChatBot
-from tests.conftest import SlackHttpBot
+from tests.conftest import SlackHttpBot, store_of
 from tests.fakes.registry import FakeRegistry
 
 # Every test here compares the bot with the docker CLI: once on each engine (tests/conftest.py).
@@ -186,7 +186,11 @@ def test_pull_with_tag_shows_each_layer_like_the_cli(chat: ChatBot, docker_cli: 
 
     docker_cli("rmi", ref)
     cli_out = docker_cli("pull", ref).stdout
-    assert len(layer_states(out)) == 3
+    # The classic store pulls all 3 layers; the containerd store shares its content store across
+    # images, so a layer another image brought (busybox) is not pulled again and may not be listed.
+    assert len(layer_states(out)) == (
+        3 if store_of(docker_cli.__self__) == "classic" else len(layer_states(cli_out))
+    )
     assert layer_states(out) == layer_states(cli_out)  # same layers, same final state each
     assert line_with(out, "Status: ") == line_with(cli_out, "Status: ")
 
@@ -256,7 +260,10 @@ def test_missing_tag_gets_the_engines_text(chat: ChatBot, docker_cli: Cli, sandb
     ref = f"{sandbox.registry.address}/library/ubuntu:nope"
     out = final_message(chat(f"/docker pull {ref}"))
     expected = cli_error(docker_cli, "pull", ref)
-    assert expected.startswith(f"Error response from daemon: manifest for {ref} not found")
+    if store_of(docker_cli.__self__) == "classic":  # type: ignore[attr-defined]
+        assert expected.startswith(f"Error response from daemon: manifest for {ref} not found")
+    else:  # the containerd store's resolver words it differently
+        assert expected.startswith(f'Error response from daemon: failed to resolve reference "{ref}"')
     assert expected in out.splitlines()
     assert "no such tag" in out  # the hint
 
@@ -274,12 +281,17 @@ def test_access_denied(chat: ChatBot, docker_cli: Cli, fake_registry: FakeRegist
     ref = f"{fake_registry.address}/x/y:1"
     out = final_message(chat(f"/docker pull {ref}"))
     expected = cli_error(docker_cli, "pull", ref)
-    assert expected.startswith(
-        f"Error response from daemon: pull access denied for {fake_registry.address}/x/y, "
-        "repository does not exist or may require 'docker login'"
-    )
     assert expected in out.splitlines()
-    assert "Check the image name" in out
+    if store_of(docker_cli.__self__) == "classic":  # type: ignore[attr-defined]
+        assert expected.startswith(
+            f"Error response from daemon: pull access denied for {fake_registry.address}/x/y, "
+            "repository does not exist or may require 'docker login'"
+        )
+        assert "Check the image name" in out
+    else:
+        # The containerd store's resolver reports the refused token request instead.
+        assert "failed to authorize" in expected
+        assert "wants credentials" in out
 
 
 def test_registry_unreachable(chat: ChatBot, docker_cli: Cli) -> None:
@@ -296,10 +308,14 @@ def test_corrupt_layer_fails_mid_stream(
     ref = f"{fake_registry.address}/{fresh_image(sandbox, layers=2)}"
     out = final_message(chat(f"/docker pull {ref}"))
     expected = cli_error(docker_cli, "pull", ref)
-    assert "verification failed" in expected
     # Mid-stream errors are printed bare by the CLI (no "Error response from daemon:"), and so here.
-    error = line_with(out, "filesystem layer verification failed")
-    assert error.split(" for digest ")[0] == expected.split(" for digest ")[0]
+    if store_of(docker_cli.__self__) == "classic":  # type: ignore[attr-defined]
+        assert "verification failed" in expected
+        error = line_with(out, "filesystem layer verification failed")
+        assert error.split(" for digest ")[0] == expected.split(" for digest ")[0]
+    else:  # the containerd store checks the digest when it commits the blob to its content store
+        assert "unexpected commit digest" in expected
+        assert line_with(out, "failed commit on ref") == expected
     assert layer_states(out), out  # the progress until the failure stays in the message
 
 
@@ -315,7 +331,7 @@ def test_stalled_registry_ends_the_pull(quick_chat: ChatBot, fake_registry: Fake
 
 
 def test_registry_stalling_mid_stream_ends_the_pull(
-    quick_chat: ChatBot, sandbox: Sandbox, fake_registry: FakeRegistry
+    quick_chat: ChatBot, sandbox: Sandbox, fake_registry: FakeRegistry, engine: Engine
 ) -> None:
     fake_registry.stall_blobs = True
     ref = f"{fake_registry.address}/{fresh_image(sandbox)}"
@@ -324,7 +340,10 @@ def test_registry_stalling_mid_stream_ends_the_pull(
     assert time.monotonic() - started < 6
     assert "No progress from the registry for 1.5 s; the pull was stopped." in out
     assert "Pulling from pulltest/app" in out  # the progress made before the stall
-    assert layer_states(out)
+    if store_of(engine) == "classic":
+        # The classic store has announced each layer by then; the containerd store announces a layer
+        # only once its download has made progress, so a stall on the first bytes shows none.
+        assert layer_states(out)
 
 
 def test_engine_down_is_said_in_the_pull_message(services: Services) -> None:

@@ -45,10 +45,14 @@ _HINTS: list[tuple[tuple[str, ...], str]] = [
         "Check the image name. If the repository is private, the bot needs credentials for `{registry}`.",
     ),
     (
-        ("unauthorized", "no basic auth credentials", "authentication required"),
+        ("unauthorized", "no basic auth credentials", "authentication required", "failed to authorize"),
         "The registry `{registry}` wants credentials: add them to the bot's configuration.",
     ),
-    (("manifest unknown", "manifest for"), "The repository has no such tag or digest: check the spelling."),
+    # `manifest for X not found` (classic store); `failed to resolve reference "X": X: not found` (containerd)
+    (
+        ("manifest unknown", "manifest for", ": not found"),
+        "The repository has no such tag or digest: check the spelling.",
+    ),
     (("no matching manifest",), "The image is not built for this Docker host's platform."),
     (("toomanyrequests",), "The registry's pull rate limit was reached: try again later."),
     (

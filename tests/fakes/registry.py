@@ -39,6 +39,10 @@ class FakeRegistry:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # A TLS hello is answered `HTTP/1.0 400`, as a real registry does: the containerd store's
+            # resolver tries HTTPS first and falls back to plain HTTP only on an HTTP answer (Python's
+            # default would answer without a status line, which reads as a broken TLS record).
+            default_request_version = "HTTP/1.0"
 
             def do_GET(self) -> None:
                 fake.handle(self)
