@@ -70,3 +70,17 @@ def test_bolt_socket_mode_internals() -> None:
 def test_uvicorn_httptools_protocol_hooks() -> None:
     for name in ("on_header", "on_headers_complete", "data_received"):
         assert callable(getattr(HttpToolsProtocol, name)), name
+
+
+def test_engine_address_tells_unix_sockets_apart() -> None:
+    # dfcall keys its one-at-a-time lock by engine: every unix client's base_url is the same.
+    one = docker.APIClient(base_url="unix:///tmp/one.sock", version="1.41")
+    two = docker.APIClient(base_url="unix:///tmp/two.sock", version="1.41")
+    tcp = docker.APIClient(base_url="tcp://127.0.0.1:2375", version="1.41")
+    try:
+        assert one.base_url == two.base_url
+        addresses = {compat.engine_address(c) for c in (one, two, tcp)}
+        assert len(addresses) == 3 and any("/tmp/one.sock" in a for a in addresses)
+    finally:
+        for client in (one, two, tcp):
+            client.close()
