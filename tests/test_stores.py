@@ -4,9 +4,11 @@ report, the classic builder's intermediate images under `dangling`, and df calle
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -137,3 +139,25 @@ def test_viewers_and_a_removal_meet_on_one_host(router: Router, clean_engine: En
     assert bad == []
     assert any("Total reclaimed space:" in o and "Deleted: " in o for o in outputs)
     assert "alpine" not in clean_engine.cli("images", "--format", "{{.Repository}}").stdout
+
+
+def test_each_engine_has_its_store_its_cli_and_its_own_containerd(engine: Engine) -> None:
+    info = engine.cli("info", "--format", "{{json .DriverStatus}} {{.ServerVersion}}").stdout
+    client = engine.cli("version", "--format", "{{.Client.Version}}").stdout.strip()
+    if store_of(engine) == "classic":
+        assert '"overlay2"' in info or "Backing Filesystem" in info or "Native Overlay Diff" in info, info
+        return
+    assert "io.containerd.snapshotter.v1" in info, info
+    assert info.split()[-1] == client, "the newer engine is compared with its own CLI"
+    # dockerd started the containerd unpacked beside it, on a socket under its own exec root.
+    pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    mine = []
+    for pid in pids:
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+            exe = os.readlink(f"/proc/{pid}/exe")
+        except OSError:
+            continue
+        if str(engine.root) in cmdline and exe.endswith("/containerd"):
+            mine.append(exe)
+    assert mine and all(exe.startswith(engine.binaries.path[0]) for exe in mine), mine

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import bot.sandbox as package
+from bot.sandbox.newengine import fetch_new_engine
 from bot.sandbox.packages import ensure_packages
 from bot.sandbox.processes import _exit_on_sigterm
 from bot.sandbox.sandbox import Sandbox
@@ -28,10 +29,17 @@ def main(argv: list[str] | None = None) -> int:
         "--no-seed-cache", action="store_true", help=f"build the seed images even if {SEED_CACHE} has them"
     )
     sub.add_parser("install", help="apt-get install the packages the sandbox needs")
+    sub.add_parser(
+        "fetch-engine", help="fetch and unpack the newest Debian engine the tests also run (containerd store)"
+    )
     args = parser.parse_args(argv)
 
     if args.cmd == "install":
         ensure_packages()
+        return 0
+    if args.cmd == "fetch-engine":
+        binaries = fetch_new_engine()
+        print(f"{binaries.label}: {binaries.dockerd}", flush=True)
         return 0
 
     # SIGTERM becomes SystemExit, so `finally` tears down as on Ctrl-C.
