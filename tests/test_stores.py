@@ -142,10 +142,10 @@ def test_viewers_and_a_removal_meet_on_one_host(router: Router, clean_engine: En
 
 
 def test_each_engine_has_its_store_its_cli_and_its_own_containerd(engine: Engine) -> None:
-    info = engine.cli("info", "--format", "{{json .DriverStatus}} {{.ServerVersion}}").stdout
+    info = engine.cli("info", "--format", "{{.Driver}} {{json .DriverStatus}} {{.ServerVersion}}").stdout
     client = engine.cli("version", "--format", "{{.Client.Version}}").stdout.strip()
     if store_of(engine) == "classic":
-        assert '"overlay2"' in info or "Backing Filesystem" in info or "Native Overlay Diff" in info, info
+        assert info.startswith("overlay2 ") and "snapshotter" not in info, info
         return
     assert "io.containerd.snapshotter.v1" in info, info
     assert info.split()[-1] == client, "the newer engine is compared with its own CLI"
