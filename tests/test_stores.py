@@ -20,9 +20,12 @@ from bot.jobs.cleanup_run import execute_cleanup
 from bot.jobs.policy import parse_policy
 from bot.jobs.report import build_report
 from bot.render.text import render
-from bot.sandbox import Engine
+from bot.sandbox import Engine, Sandbox
 from tests.chat import ChatBot
 from tests.conftest import store_of
+from tests.fakes.multiplatform import push_two_platform_index
+from tests.test_images import assert_rows_match_cli
+from tests.test_rmi import predicted_untags, untagged_lines
 
 pytestmark = pytest.mark.both_engines
 
@@ -161,3 +164,34 @@ def test_each_engine_has_its_store_its_cli_and_its_own_containerd(engine: Engine
         if str(engine.root) in cmdline and exe.endswith("/containerd"):
             mine.append(exe)
     assert mine and all(exe.startswith(engine.binaries.path[0]) for exe in mine), mine
+
+
+def test_a_two_platform_image_of_which_one_is_pulled(
+    chat: ChatBot, clean_engine: Engine, sandbox: Sandbox
+) -> None:
+    index = push_two_platform_index(sandbox.registry, "library/alpine", "latest", "twoplat")
+    clean_engine.cli("pull", "alpine")
+    clean_engine.cli("pull", "alpine:twoplat")
+    assert_rows_match_cli(clean_engine.cli, lambda: chat("/docker images"))
+    assert_rows_match_cli(
+        clean_engine.cli, lambda: chat("/docker images --digests"), "--digests", digests=True
+    )
+    twoplat = clean_engine.cli("image", "inspect", "--format", "{{.Id}}", "alpine:twoplat").stdout.strip()
+    latest = clean_engine.cli("image", "inspect", "--format", "{{.Id}}", "alpine:latest").stdout.strip()
+    if store_of(clean_engine) == "classic":
+        # The classic store keeps the pulled platform's image: its ID is the config digest, the same
+        # image alpine:latest is. The index is remembered only as a repo digest.
+        assert twoplat == latest
+    else:
+        # The containerd store keeps the index itself as the image (ID = index digest), with only
+        # the amd64 platform's content present: a second image beside alpine:latest.
+        assert twoplat == index and twoplat != latest
+    out = chat("hosts")
+    [row] = [line for line in out.splitlines() if line.startswith("local")]
+    assert re.split(r" {2,}", row)[3] == str(len(ids(clean_engine))), out
+    card = chat("rmi alpine:twoplat")
+    result = chat("confirm")
+    assert untagged_lines(result) == predicted_untags(card), (card, result)
+    assert ("Deleted: " in result) == (store_of(clean_engine) == "containerd"), result
+    assert clean_engine.cli("image", "inspect", "alpine:latest", check=False).returncode == 0
+    clean_engine.cli("create", "--name", "still-whole", "alpine:latest")  # every layer still there
