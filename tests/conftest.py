@@ -252,6 +252,14 @@ def slack_rules_kept() -> Iterator[None]:
         pytest.fail("Slack would refuse payloads of this test:\n" + "\n".join(f"  {v}" for v in broken))
 
 
+def pytest_report_header(config: pytest.Config) -> str:
+    if ONE_ENGINE:
+        return "engines: classic only (DOCKERBOT_TESTS_ONE_ENGINE=1): the containerd store is NOT tested"
+    return (
+        "engines: classic (system dockerd) and containerd store (newest Debian engine) for both_engines tests"
+    )
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     for kind, version in sorted(_engines_ran.items()):
         terminalreporter.write_line(f"engine {kind}: {version}")
