@@ -1,17 +1,14 @@
-"""GET /system/df, one at a time per host, with a short cache.
+"""GET /system/df, one at a time per host, with a short cache for views.
 
-The containerd image store runs one disk-usage operation at a time and answers any other with 500
-"a disk usage operation is already running" (moby daemon/containerd/image_prune.go and
-daemon/disk_usage.go use a singleflight that refuses instead of waiting). Viewers, App Home, rmi and
-schedules all ask the same host, so every df call of this process goes through here: callers of one
-host queue behind one lock, and a caller reuses an answer whose call started after the caller arrived
-(single flight: a burst of callers costs two calls, and nobody gets an answer older than their
-question) or, for views that ask with `max_age`, one started at most that long before. A refusal
-caused by someone else (the CLI, another replica) is retried briefly.
-
-Which engines refuse: those before API 1.42 (Engine 20.10 here, any store). Engine 23 and later make a
-second caller wait for the running calculation (moby docs/api/version-history.md, v1.42), which the
-containerd-store engine of the tests does.
+Engines before API 1.42 (Engine 20.10 here, whatever the store) run one disk-usage calculation at a
+time and answer any other with 500 "a disk usage operation is already running"; Engine 23 and later
+make a second caller wait for the running one (moby docs/api/version-history.md, v1.42), as the
+containerd-store engine of the tests does. Viewers, App Home, rmi and schedules all ask the same host,
+so every df call of this process goes through here: callers of one host queue behind one lock, and a
+caller reuses an answer whose call started after the caller arrived (single flight: a burst of callers
+costs two calls, and nobody gets an answer older than their question) or, for views that ask with
+`max_age`, one started at most that long before. A refusal caused by someone else (the CLI, another
+replica) is retried briefly.
 """
 
 from __future__ import annotations
