@@ -413,7 +413,7 @@ def test_concurrent_df_callers_share_one_call(services: Services, clean_engine: 
         barrier.wait()
         try:
             if i % 2:
-                images_usage(api, max_age=0)
+                images_usage(api)
             else:
                 system_df(api)
         except Exception as error:  # noqa: BLE001
