@@ -238,7 +238,10 @@ def test_credentials_are_masked_by_value_everywhere_the_image_repeats_them(
     chat: ChatBot, docker_cli: Cli, credential_image: str, tmp_path: Path
 ) -> None:
     engine_json = json.dumps(inspect_json(docker_cli, credential_image))
-    assert "ENV API_KEY=k3y-value" in engine_json and "#(nop)" in engine_json
+    # The classic store repeats the build's `#(nop) ENV` step in ContainerConfig; the containerd store
+    # has no ContainerConfig (Engine 28 leaves it out), so there the secret is only in Env.
+    classic = not docker_cli.__self__.containerd_store  # type: ignore[attr-defined]
+    assert ("ENV API_KEY=k3y-value" in engine_json and "#(nop)" in engine_json) == classic
     assert all(secret in engine_json for secret in SECRETS), "the engine's JSON holds every one"
     card = chat(f"/docker inspect {credential_image}")
     raw = chat(f"/docker inspect {credential_image} --json")
@@ -249,7 +252,8 @@ def test_credentials_are_masked_by_value_everywhere_the_image_repeats_them(
         assert "GREETING=hello" in shown_text and label in shown_text
         assert "postgres://app:••••••@db/app" in shown_text and "DB_PASS=••••••" in shown_text
     shown_json = json.loads(files or raw)[0]
-    assert shown_json["ContainerConfig"]["Cmd"][-1].startswith("ENV API_KEY=••••••")
+    if classic:
+        assert shown_json["ContainerConfig"]["Cmd"][-1].startswith("ENV API_KEY=••••••")
     assert shown_json["Config"]["Labels"] == {
         "db.url": "https://bob:••••••@example.com/x",
         "deploy.token": "••••••",
