@@ -110,8 +110,8 @@ class Engine:
         if self.mirror:
             args.append(f"--registry-mirror={self.mirror}")
         if self.containerd_store:
-            # The classic store's pulls treat 127.0.0.0/8 as insecure (plain HTTP) by default; the
-            # containerd store's resolver in Engine 28 tries TLS first and fails on the loopback registries.
+            # Already the engines' default, written down: the containerd store's resolver tries TLS first
+            # even here and falls back to plain HTTP only when the registry answers in HTTP.
             args.append("--insecure-registry=127.0.0.0/8")
         if self.tcp_tls and self.tcp_host:
             tls = self.tcp_tls
