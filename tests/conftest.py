@@ -6,7 +6,9 @@ socket that does not exist until the sandbox fixture replaces it with its own.
 
 from __future__ import annotations
 
+import json
 import os
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -169,6 +171,21 @@ class SlackHttpBot:
             text, user_id=user, channel_id=channel, response_url=self.slack.response_url(tag)
         )
         return post_signed(self.url, body, self.secret)
+
+    def ask(self, text: str, *, user: str, channel: str, tag: str) -> str:
+        """A signed slash command; what the user saw (the response_url answer or the posted message)."""
+        since = len(self.slack.calls("chat.postMessage"))
+        assert self.command(text, user=user, channel=channel, tag=tag)[0] == 200
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            answers = [c for c in self.slack.calls("response_url") if c.tag == tag]
+            if answers:
+                return json.dumps(answers[0].body)
+            posts = self.slack.calls("chat.postMessage")[since:]
+            if posts:
+                return json.dumps(posts[0].body)
+            time.sleep(0.05)
+        raise AssertionError(f"no answer to {text!r} from {user}")
 
 
 @pytest.fixture

@@ -44,19 +44,7 @@ def fake_slack(fake_slack: FakeSlack) -> FakeSlack:
 
 
 def _ask(bot: SlackHttpBot, text: str, user: str, channel: str, tag: str) -> str:
-    """Send a signed command; return what the user saw (response_url or the live message)."""
-    since = len(bot.slack.calls("chat.postMessage"))
-    assert bot.command(text, user=user, channel=channel, tag=tag)[0] == 200
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        answers = [c for c in bot.slack.calls("response_url") if c.tag == tag]
-        if answers:
-            return json.dumps(answers[0].body)
-        posts = bot.slack.calls("chat.postMessage")[since:]
-        if posts:
-            return json.dumps(posts[0].body)
-        time.sleep(0.05)
-    raise AssertionError(f"no answer to {text!r} from {user}")
+    return bot.ask(text, user=user, channel=channel, tag=tag)
 
 
 # (user, role) × command → allowed?

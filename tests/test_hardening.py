@@ -88,19 +88,7 @@ def scheduler(services: Services) -> Iterator[Scheduler]:
 
 
 def ask(bot: SlackHttpBot, text: str, user: str, tag: str, channel: str = CHANNEL) -> str:
-    """A signed slash command; what the user saw (the response_url answer or the posted message)."""
-    since = len(bot.slack.calls("chat.postMessage"))
-    assert bot.command(text, user=user, channel=channel, tag=tag)[0] == 200
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        answers = [c for c in bot.slack.calls("response_url") if c.tag == tag]
-        if answers:
-            return json.dumps(answers[0].body)
-        posts = bot.slack.calls("chat.postMessage")[since:]
-        if posts:
-            return json.dumps(posts[0].body)
-        time.sleep(0.05)
-    raise AssertionError(f"no answer to {text!r} from {user}")
+    return bot.ask(text, user=user, channel=channel, tag=tag)
 
 
 # ------------------------------------------------------------------ item 2: the role on the object's host

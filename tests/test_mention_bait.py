@@ -26,7 +26,7 @@ from bot.slack.home import publish_home
 from bot.slack.reply import SlackPoster
 from tests.chat import ChatBot
 from tests.conftest import SlackHttpBot
-from tests.fakes.hub import FakeHub, hub_repo
+from tests.fakes.hub import FakeHub, hub_for, hub_repo
 from tests.fakes.slack import Call, FakeSlack
 from tests.test_images import build
 
@@ -61,13 +61,8 @@ def bait_images(engine: Engine, pulled: None) -> Iterator[str]:
 def bait_hub(services: Services) -> Iterator[FakeHub]:
     repo = hub_repo("evil/bait", stars=1, pulls=2, description=f"{BAIT} {FENCE_BAIT} & <none>")
     other = hub_repo("evil/bait-too", stars=1, pulls=2, description="<!channel>")
-    with FakeHub(dataset=[repo, other]) as fake:
-        original = services.settings
-        services.settings = original.model_copy(update={"hub_url": fake.url})
-        try:
-            yield fake
-        finally:
-            services.settings = original
+    with hub_for(services, [repo, other]) as fake:
+        yield fake
 
 
 def slack_escaped(text: str) -> str:

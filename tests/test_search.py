@@ -17,7 +17,7 @@ from bot.engine import hub
 from bot.render.formatting import ellipsis, human_count
 from tests.chat import ChatBot
 from tests.conftest import SlackHttpBot
-from tests.fakes.hub import FakeHub, default_dataset, hub_repo
+from tests.fakes.hub import FakeHub, default_dataset, hub_for, hub_repo
 from tests.fakes.slack_requests import block_actions_body, block_actions_payload, post_signed
 
 COLUMNS = ["NAME", "DESCRIPTION", "STARS", "OFFICIAL", "PULLS"]
@@ -95,13 +95,8 @@ def cache_dataset() -> list[dict[str, Any]]:
 
 @pytest.fixture
 def big_hub(services: Services) -> Iterator[FakeHub]:
-    with FakeHub(dataset=cache_dataset()) as fake:
-        original = services.settings
-        services.settings = original.model_copy(update={"hub_url": fake.url})
-        try:
-            yield fake
-        finally:
-            services.settings = original
+    with hub_for(services, cache_dataset()) as fake:
+        yield fake
 
 
 # --- results -------------------------------------------------------------------------------------
@@ -284,14 +279,9 @@ def test_hub_down_is_named(chat: ChatBot, services: Services) -> None:
 
 
 def test_hub_refusing_is_a_short_reply(chat: ChatBot, services: Services) -> None:
-    original = services.settings
-    with FakeHub() as fake:
-        # A URL prefix under which the fake answers 404 JSON for every search: not a Hub at all.
-        services.settings = original.model_copy(update={"hub_url": fake.url + "/nothing"})
-        try:
-            out = chat("/docker search redis").strip()
-        finally:
-            services.settings = original
+    # A URL prefix under which the fake answers 404 JSON for every search: not a Hub at all.
+    with hub_for(services, [], path="/nothing"):
+        out = chat("/docker search redis").strip()
     assert out == "Docker Hub refused the search request (404: 404 page not found)."
 
 
@@ -378,14 +368,9 @@ def test_third_party_text_cannot_ping_or_break_the_table(
     slack_http: SlackHttpBot, services: Services
 ) -> None:
     sneaky = hub_repo("evil/redis", stars=1, pulls=2, description="<!channel> & ```x``` <http://e.com|hi>")
-    with FakeHub(dataset=[sneaky]) as fake:
-        original = services.settings
-        services.settings = original.model_copy(update={"hub_url": fake.url})
-        try:
-            slack_http.command("search redis", tag="sneaky")
-            [call] = slack_http.slack.wait_for("response_url", lambda c: c.tag == "sneaky", timeout=10)
-        finally:
-            services.settings = original
+    with hub_for(services, [sneaky]):
+        slack_http.command("search redis", tag="sneaky")
+        [call] = slack_http.slack.wait_for("response_url", lambda c: c.tag == "sneaky", timeout=10)
     [table] = [b["text"]["text"] for b in call.body["blocks"] if b["type"] == "section"]
     assert "<" not in table and ">" not in table
     assert "&lt;!channel&gt; &amp; `\u200b`\u200b`x" in table

@@ -12,7 +12,7 @@ from bot.core.services import Services
 from bot.render.formatting import created_since, human_size
 from tests.chat import ChatBot
 from tests.conftest import SlackHttpBot
-from tests.fakes.hub import FakeHub, default_dataset, hub_repo
+from tests.fakes.hub import FakeHub, default_dataset, hub_for, hub_repo
 
 COLUMNS = ["TAG", "COMPRESSED SIZE", "LAST PUSHED", "ARCHITECTURES"]
 
@@ -140,13 +140,8 @@ def test_hub_failures_on_tags(chat: ChatBot, clean_hub: FakeHub) -> None:
 
 
 def test_a_repository_without_tags(chat: ChatBot, services: Services) -> None:
-    with FakeHub(dataset=[hub_repo("empty/repo", tags=[])]) as fake:
-        original = services.settings
-        services.settings = original.model_copy(update={"hub_url": fake.url})
-        try:
-            out = chat("/docker tags empty/repo")
-        finally:
-            services.settings = original
+    with hub_for(services, [hub_repo("empty/repo", tags=[])]):
+        out = chat("/docker tags empty/repo")
     assert out.strip() == "Docker Hub lists no tags for empty/repo."
 
 

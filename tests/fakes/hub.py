@@ -19,11 +19,16 @@ import math
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
+
+if TYPE_CHECKING:
+    from bot.core.services import Services
 
 __all__ = ["FakeHub", "HubRequest", "default_dataset", "hub_repo", "hub_tag"]
 
@@ -704,3 +709,15 @@ class FakeHub:
         elif ordering == "name":
             items.sort(key=lambda t: str(t["name"]))
         return self._paginate(path, query, items, TAGS_DEFAULT_PAGE_SIZE, None)
+
+
+@contextmanager
+def hub_for(services: Services, dataset: list[dict[str, Any]], path: str = "") -> Iterator[FakeHub]:
+    """A fake Hub with `dataset`, which the bot's services use until the block ends."""
+    with FakeHub(dataset=dataset) as fake:
+        original = services.settings
+        services.settings = original.model_copy(update={"hub_url": fake.url + path})
+        try:
+            yield fake
+        finally:
+            services.settings = original
