@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot.core.commands import Command
-from handlers import audit, cleanup, hosts, images, inspect, pull, report, rmi, search, tags
+from handlers import audit, cleanup, hosts, images, inspect, outdated, pull, report, rmi, search, tags
 from handlers import help as help_command
 
 COMMANDS: list[Command] = [
@@ -16,6 +16,7 @@ COMMANDS: list[Command] = [
     rmi.COMMAND,
     cleanup.COMMAND,
     report.COMMAND,
+    outdated.COMMAND,
     hosts.COMMAND,
     audit.COMMAND,
 ]

@@ -21,6 +21,7 @@ __all__ = ["Refused", "UsageError", "UserError"]  # handlers take the whole cont
 if TYPE_CHECKING:
     from bot.core.services import Services
     from bot.engine.hosts import DockerHost
+    from bot.jobs.scheduler import Schedule
 
 
 class MessageRef(Protocol):
@@ -101,6 +102,9 @@ Runner = Callable[[Request, Reply], None]
 ActionRunner = Callable[[ActionRequest, Reply], None]
 # What one scheduled run of a command does on one host: the message the schedule posts.
 ScheduledRunner = Callable[["Services", "DockerHost", dict[str, Any]], Message]
+# What one scheduled run does for all of the schedule's hosts at once: one message, or None when
+# there is nothing to post (`outdated schedule` speaks only when something changed).
+FleetScheduledRunner = Callable[["Services", list["DockerHost"], "Schedule"], "Message | None"]
 
 
 @dataclass(frozen=True)
@@ -121,6 +125,8 @@ class Command:
     spans_hosts: Callable[[argparse.Namespace], bool] = lambda args: False
     # What a schedule of this command runs on each host (`cleanup schedule`, `report schedule`).
     scheduled: ScheduledRunner | None = None
+    # Instead of `scheduled`: one run over all the schedule's hosts together (`outdated schedule`).
+    scheduled_fleet: FleetScheduledRunner | None = None
 
     def role_for(self, args: argparse.Namespace) -> str:
         return self.required_role(args) if self.required_role else self.role

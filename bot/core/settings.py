@@ -22,6 +22,10 @@ class Settings(BaseSettings):
     database_url: str | None = None
     hub_url: str = "https://hub.docker.com"
     hub_timeout: float = Field(10.0, gt=0)
+    # The registry that answers for Docker Hub names (`/docker outdated`): Hub's, or a mirror.
+    hub_registry_url: str = "https://registry-1.docker.io"
+    registry_timeout: float = Field(10.0, gt=0)  # per registry request (`outdated`)
+    registry_concurrency: int = Field(4, ge=1, le=64)  # registry requests in flight at once (`outdated`)
     workers: int = Field(32, ge=1, le=1024)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
@@ -72,7 +76,7 @@ class Settings(BaseSettings):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
-    @field_validator("hub_url", "slack_api_url")
+    @field_validator("hub_url", "hub_registry_url", "slack_api_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):

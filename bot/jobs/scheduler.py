@@ -37,7 +37,7 @@ from bot.render.text import render
 from bot.state.tables import metadata, runs_table, schedules_table
 
 if TYPE_CHECKING:
-    from bot.core.commands import ScheduledRunner
+    from bot.core.commands import FleetScheduledRunner, ScheduledRunner
     from bot.core.services import Services
     from bot.engine.hosts import DockerHost
     from bot.state.delivery import Delivery
@@ -167,6 +167,10 @@ class Scheduler:
         self.runners: dict[str, ScheduledRunner] = {
             command.name: command.scheduled for command in services.commands if command.scheduled
         }
+        # Kinds whose run covers all the schedule's hosts at once and may have nothing to post.
+        self.fleet_runners: dict[str, FleetScheduledRunner] = {
+            command.name: command.scheduled_fleet for command in services.commands if command.scheduled_fleet
+        }
         self.aps.add_listener(self._on_missed, EVENT_JOB_MISSED)
         self.aps.add_listener(self._on_error, EVENT_JOB_ERROR)
         self._lock = threading.Lock()
@@ -197,7 +201,7 @@ class Scheduler:
         params: dict[str, Any],
         created_by: str,
     ) -> Schedule:
-        if kind not in self.runners:
+        if kind not in self.runners and kind not in self.fleet_runners:
             raise UserError(f"Nothing can be scheduled as `{kind}`.")
         trigger = cron_trigger(cron, timezone)
         settings = self.services.settings
@@ -294,13 +298,17 @@ class Scheduler:
             log.warning("schedule %s fired but no longer exists", schedule_id)
             return
         runner = self.runners.get(schedule.kind)
+        fleet_runner = self.fleet_runners.get(schedule.kind)
         hosts = self.services.hosts.select(schedule.host)
         run_id = self._run_started(schedule)
         state = "done"
+        message: Message | None
         try:
-            if runner is None:
+            if fleet_runner is not None:
+                message = fleet_runner(self.services, hosts, schedule)
+            elif runner is None:
                 raise RuntimeError(f"no runner for {schedule.kind}")
-            if len(hosts) == 1 and schedule.host != "all":
+            elif len(hosts) == 1 and schedule.host != "all":
                 message = runner(self.services, hosts[0], schedule.params)
             else:
                 message = self._fleet_run(schedule, runner, hosts)
@@ -311,6 +319,9 @@ class Scheduler:
             message = plain(
                 f"The scheduled {schedule.kind} `{schedule.id}` on {schedule.host} failed: {error}"
             )
+        if message is None:  # nothing to say this time (the runner audited why)
+            self._run_finished(run_id, state, "nothing new")
+            return
         self._run_finished(run_id, state, message.text)
         self.delivery.deliver(schedule.channel, self._with_next_run(message, schedule_id))
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from sqlalchemy import Column, Float, Integer, String, Table, insert, select
 from sqlalchemy.engine import Connection, Engine
 
-from bot.state.tables import metadata
+from bot.state.tables import metadata, outdated_posts
 
 schema_version = Table(
     "schema_version",
@@ -28,8 +28,13 @@ def _initial(conn: Connection) -> None:
     metadata.create_all(conn)
 
 
+def _outdated_posts(conn: Connection) -> None:
+    outdated_posts.create(conn, checkfirst=True)  # a fresh database has it from step 1 already
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "pending actions, audit log, schedules and runs, outbox, last-use ledger", _initial),
+    (2, "what each outdated schedule posted last", _outdated_posts),
 ]
 
 

@@ -92,3 +92,12 @@ image_last_use = Table(
     Column("last_used", Float, nullable=False),
     Column("source", String(64), nullable=False),
 )
+
+# What each `outdated schedule` posted last (bot.jobs.outdated): it posts again only when this changes.
+outdated_posts = Table(
+    "outdated_posts",
+    metadata,
+    Column("schedule_id", String(16), primary_key=True),
+    Column("posted_at", Float, nullable=False),
+    Column("entries", JSON, nullable=False),
+)
