@@ -26,10 +26,6 @@ from handlers.pull import pull
 
 SUBCOMMANDS = ("schedule", "list", "cancel", "pause", "resume")
 ADMIN_ONLY = {"schedule", "cancel", "pause", "resume"}
-USAGE_HINT = (
-    '`/docker outdated [REPO[:TAG]]`, `/docker outdated schedule "CRON" [--channel C…]`, '
-    "`/docker outdated list`, `/docker outdated cancel|pause|resume ID`"
-)
 
 
 def add_arguments(parser: ArgParser) -> None:
@@ -74,13 +70,11 @@ def run(req: Request, reply: Reply) -> None:
     action = _action(args)
     if action == "check":
         if args.arg or args.channel or args.tz:
-            raise UsageError(
-                f"say one image at most; --channel and --tz go with `schedule`. Use {USAGE_HINT}"
-            )
+            raise UsageError("say one image at most; --channel and --tz go with `schedule`")
         try:
             wanted = wanted_image(args.target)
         except InvalidReference as error:
-            raise UsageError(f"{error}. Use {USAGE_HINT}") from None
+            raise UsageError(str(error)) from None
         hosts = req.services.hosts.select(req.host_spec) if req.host_spec else [req.host]
         reply.send(result_message(check(req.services, hosts, wanted), wanted))
         return

@@ -1,5 +1,6 @@
 """A registry in front of the sandbox's that forwards everything unless told to misbehave:
-stall, refuse like Docker Hub, corrupt layers, slow blobs down, or require basic auth.
+stall, refuse like Docker Hub, corrupt layers, slow blobs down, require basic auth, require a
+bearer token from its own token service (Docker Hub's flow), or rate-limit manifests (429).
 The engine reaches it over plain HTTP on loopback, which dockerd allows by default."""
 
 from __future__ import annotations
@@ -28,6 +29,11 @@ class FakeRegistry:
     manifest_delay: float = 0.0  # the first manifest request waits this long
     basic_auth: tuple[str, str] | None = None
     trickle: tuple[int, float] | None = None  # layer blobs sent (bytes, every seconds) until stopped
+    # Docker Hub's token flow: 401 with a Bearer challenge naming /token here; /token hands out
+    # TOKEN (anonymously, or only for these basic credentials when set).
+    token_auth: bool = False
+    token_credentials: tuple[str, str] | None = None
+    rate_limited: bool = False  # manifests answer 429 TOOMANYREQUESTS, as Docker Hub over its limit
     seen: list[tuple[str, str, str]] = field(default_factory=list)  # (method, path, Authorization)
     _release: threading.Event = field(default_factory=threading.Event)
     _configs: set[str] = field(default_factory=set)
@@ -71,10 +77,30 @@ class FakeRegistry:
         with self._lock:
             return [s for s in self.seen if f"/{kind}/" in s[1]]
 
+    TOKEN = "fake-registry-token-7c1d"
+
     def handle(self, h: BaseHTTPRequestHandler) -> None:
         auth = h.headers.get("Authorization", "")
         with self._lock:
             self.seen.append((h.command, h.path, auth))
+        if self.token_auth and h.path.startswith("/token"):
+            if self.token_credentials is not None:
+                wanted = "Basic " + base64.b64encode(":".join(self.token_credentials).encode()).decode()
+                if auth != wanted:
+                    return self._answer(h, 401, b'{"details":"incorrect username or password"}')
+            return self._answer(h, 200, json.dumps({"token": self.TOKEN, "expires_in": 300}).encode())
+        if self.token_auth and h.path.startswith("/v2/") and auth != f"Bearer {self.TOKEN}":
+            repo = h.path.split("/manifests/")[0].split("/blobs/")[0].removeprefix("/v2/")
+            challenge = f'Bearer realm="http://{self.address}/token",service="fake-registry"'
+            if repo:
+                challenge += f',scope="repository:{repo}:pull"'
+            error = {"code": "UNAUTHORIZED", "message": "authentication required", "detail": None}
+            return self._answer(
+                h, 401, json.dumps({"errors": [error]}).encode(), {"WWW-Authenticate": challenge}
+            )
+        if self.rate_limited and "/manifests/" in h.path:
+            error = {"code": "TOOMANYREQUESTS", "message": "You have reached your pull rate limit."}
+            return self._answer(h, 429, json.dumps({"errors": [error]}).encode())
         if self.basic_auth is not None:
             wanted = "Basic " + base64.b64encode(":".join(self.basic_auth).encode()).decode()
             if auth != wanted:
