@@ -112,7 +112,7 @@ def test_a_new_build_upstream_is_listed_and_pulling_it_clears_it(
     push(sandbox, f"{repo}:v1", "first")
     docker_cli("pull", f"{repo}:v1")
     out = chat(f"/docker outdated {repo}")
-    assert f"No outdated `{repo}` on host `local`" in out
+    assert f"No outdated {repo} on host local" in out
     assert "1 up to date" in out
 
     push(sandbox, f"{repo}:v1", "second")  # the tag moves upstream
@@ -140,7 +140,7 @@ def test_a_new_build_upstream_is_listed_and_pulling_it_clears_it(
     assert repo_digests(docker_cli, f"{repo}:v1") == [f"{repo}@{upstream}"]
 
     out = chat(f"/docker outdated {repo}:v1")
-    assert f"No outdated `{repo}:v1`" in out and "1 up to date" in out
+    assert f"No outdated {repo}:v1 on host local" in out and "1 up to date" in out
 
 
 def test_a_tag_deleted_upstream_is_gone_upstream(chat: ChatBot, sandbox: Sandbox, docker_cli: Any) -> None:
@@ -387,3 +387,56 @@ def test_lookup_states_against_the_sandbox_registry(sandbox: Sandbox) -> None:
     with RegistryClient(hub_registry_url=f"http://127.0.0.1:{closed_port()}", timeout=2) as client:
         down = client.lookup(parse_reference(f"{repo}:v1"))
         assert down.state == UNKNOWN and "unreachable" in down.reason
+
+
+# --------------------------------------------------------------------------------------- multi-platform
+
+
+def put_index(sandbox: Sandbox, path: str, tag: str, platforms: dict[str, str]) -> str:
+    """A multi-platform tag (a Docker manifest list) over tags already in `path`, as `docker buildx`
+    pushes one; returns its digest."""
+    entries = []
+    for arch, source_tag in platforms.items():
+        request = urllib.request.Request(
+            f"{sandbox.registry.url}/v2/{path}/manifests/{source_tag}",
+            headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            body = resp.read()
+            entries.append(
+                {
+                    "mediaType": resp.headers["Content-Type"],
+                    "size": len(body),
+                    "digest": resp.headers["Docker-Content-Digest"],
+                    "platform": {"architecture": arch, "os": "linux"},
+                }
+            )
+    media = "application/vnd.docker.distribution.manifest.list.v2+json"
+    index = json.dumps({"schemaVersion": 2, "mediaType": media, "manifests": entries}).encode()
+    request = urllib.request.Request(
+        f"{sandbox.registry.url}/v2/{path}/manifests/{tag}",
+        data=index,
+        method="PUT",
+        headers={"Content-Type": media},
+    )
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        assert resp.status == 201
+        return str(resp.headers["Docker-Content-Digest"])
+
+
+def test_a_multi_platform_tag_compares_the_index_digest(
+    chat: ChatBot, sandbox: Sandbox, docker_cli: Any
+) -> None:
+    repo = fresh_repo()
+    for tag in ("amd-1", "arm-1", "amd-2"):
+        push(sandbox, f"{repo}:{tag}", tag)
+    first = put_index(sandbox, repo, "multi", {"amd64": "amd-1", "arm64": "arm-1"})
+    docker_cli("pull", f"{repo}:multi")
+    assert repo_digests(docker_cli, f"{repo}:multi") == [f"{repo}@{first}"], "pulled by the index digest"
+    out = chat(f"/docker outdated {repo}:multi")
+    assert f"No outdated {repo}:multi on host local" in out and "1 up to date" in out
+
+    second = put_index(sandbox, repo, "multi", {"amd64": "amd-2", "arm64": "arm-1"})
+    out = chat(f"/docker outdated {repo}:multi")
+    row = row_of(out, repo).split()
+    assert row[:3] == [repo, "multi", short(first)] and short(second) in row

@@ -226,6 +226,7 @@ def _hosts_cell(finding: Finding) -> str:
 
 
 def outdated_table(findings: list[Finding], now: float | None = None) -> str:
+    pushed = any(f.remote.pushed for f in findings)  # only where the registry says (Last-Modified)
     rows = []
     for f in findings:
         # Hosts with the same local copy share a row; a host with an older copy gets its own.
@@ -240,12 +241,12 @@ def outdated_table(findings: list[Finding], now: float | None = None) -> str:
                     _short(digest),
                     created_since(built, now),
                     _short(f.remote.digest),
-                    created_since(f.remote.pushed, now) if f.remote.pushed else "-",
+                    *([created_since(f.remote.pushed, now) if f.remote.pushed else "-"] if pushed else []),
                     ",".join(names),
                 ]
             )
-    headers = ["IMAGE", "TAG", "LOCAL DIGEST", "BUILT", "REGISTRY DIGEST", "PUSHED", "HOSTS"]
-    return format_table(headers, rows)
+    headers = ["IMAGE", "TAG", "LOCAL DIGEST", "BUILT", "REGISTRY DIGEST", *(["PUSHED"] if pushed else [])]
+    return format_table([*headers, "HOSTS"], rows)
 
 
 def gone_table(findings: list[Finding]) -> str:
@@ -276,19 +277,21 @@ def pull_buttons(findings: list[Finding]) -> list[Block]:
 
 
 def where(result: OutdatedResult) -> str:
-    return f"host `{result.hosts[0]}`" if len(result.hosts) == 1 else f"{len(result.hosts)} hosts"
+    return f"host {result.hosts[0]}" if len(result.hosts) == 1 else f"{len(result.hosts)} hosts"
 
 
 def result_message(
     result: OutdatedResult, wanted: Reference | None = None, *, title: str | None = None, buttons: bool = True
 ) -> Message:
-    what = f"`{wanted.familiar()}`" if wanted else "images"
+    what = wanted.familiar() if wanted else "images"
     n = len(result.outdated)
     headline = title or (
         f"{n} outdated image{'s' if n != 1 else ''} on {where(result)}"
         if n
         else f"No outdated {what} on {where(result)}"
     )
+    if not n and (result.unknown or result.failed):
+        headline += " (some could not be checked)"
     blocks: list[Block] = [header(headline)]
     if result.outdated:
         blocks += code_blocks(outdated_table(result.outdated))
@@ -328,7 +331,7 @@ def summary_line(result: OutdatedResult) -> str:
     if local:
         parts.append(f"{local} not from a registry (built or loaded locally)")
     tags = f"{result.lookups} tag{'s' if result.lookups != 1 else ''}"
-    sent = f"{tags} looked up with {result.requests} registry requests"
+    sent = f"{tags} looked up with {result.requests} registry request{'s' if result.requests != 1 else ''}"
     return " · ".join(parts) + f" · {sent}"
 
 

@@ -44,6 +44,8 @@ def launch(argv: list[str]) -> None:
     )
     with Sandbox() as box:
         os.environ["DOCKER_HOST"] = box.docker_host
+        # `/docker outdated` asks the seeded registry (the engine's mirror) for Docker Hub names.
+        os.environ.setdefault("DOCKERBOT_HUB_REGISTRY_URL", box.registry.url)
         print(f"dockerbot: sandbox engine at {box.docker_host}; terminal adapter ready.", flush=True)
         main(["shell"])
 
