@@ -8,8 +8,10 @@ fleet). Which local digest counts depends on the image store:
 - overlay2 (classic): `RepoDigests` holds `repo@sha256:…`, the digest the image was pulled by (the
   index digest for a multi-platform tag). An image with no entry for its repository was built or
   loaded locally: "not from a registry", never outdated.
-- containerd store: the image ID is the digest of what was pulled (index or manifest), and
-  `RepoDigests` repeats it; either matching counts.
+- containerd store: the image ID is the digest of what was pulled (index or manifest). Its
+  `RepoDigests` cannot tell a pulled image from one built or tagged here (both carry
+  `repo@<image ID>`, and tags sharing an image list one entry between them), so every tag is
+  compared by the image ID; one that the registry does not have is "gone upstream, or built here".
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ class LocalTag:
     created: float | None
     digests: frozenset[str]
     from_registry: bool  # False: built or loaded here (no digest for this repository)
+    containerd: bool = False  # the containerd image store: compared by image ID
 
 
 @dataclass
@@ -89,6 +92,7 @@ class OutdatedResult:
     local_only: list[tuple[str, str]]  # (host, tag) built or loaded locally
     requests: int  # registry requests sent
     lookups: int  # distinct repository:tag looked up
+    containerd_hosts: frozenset[str] = frozenset()  # hosts on the containerd image store
 
 
 def local_digest(tag: LocalTag) -> str:
@@ -122,10 +126,11 @@ def host_tags(host: DockerHost, wanted: Reference | None = None) -> list[LocalTa
                 ref.name != wanted.name or (wanted.tag is not None and ref.tag != wanted.tag)
             ):
                 continue
-            digests = set(by_repo.get(ref.name, ()))
-            from_registry = bool(digests)
-            if containerd and from_registry:
-                digests.add(summary["Id"])  # the containerd store: the ID is the pulled digest
+            if containerd:  # the ID is the digest it was pulled by; nothing says it was pulled
+                digests, from_registry = {summary["Id"]}, True
+            else:
+                digests = set(by_repo.get(ref.name, ()))
+                from_registry = bool(digests)
             found.append(
                 LocalTag(
                     host=host.name,
@@ -134,6 +139,7 @@ def host_tags(host: DockerHost, wanted: Reference | None = None) -> list[LocalTa
                     created=summary.get("Created"),
                     digests=frozenset(digests),
                     from_registry=from_registry,
+                    containerd=containerd,
                 )
             )
     return found
@@ -190,6 +196,7 @@ def check(services: Services, hosts: list[DockerHost], wanted: Reference | None 
         local_only=sorted((t.host, t.ref.familiar()) for t in tags if not t.from_registry),
         requests=requests_sent,
         lookups=len(remote),
+        containerd_hosts=frozenset(t.host for t in tags if t.containerd),
     )
 
 
@@ -298,9 +305,10 @@ def result_message(
         if buttons:
             blocks += pull_buttons(result.outdated)
     if result.gone:
-        blocks.append(
-            section(f"*Gone upstream ({len(result.gone)})*: the registry no longer has these tags.")
-        )
+        note = "the registry no longer has these tags."
+        if any(h in result.containerd_hosts for f in result.gone for h, _, _ in f.hosts):
+            note += " On the containerd image store an image built or tagged locally looks the same."
+        blocks.append(section(f"*Gone upstream ({len(result.gone)})*: {note}"))
         blocks += code_blocks(gone_table(result.gone))
     if result.unknown:
         blocks.append(
