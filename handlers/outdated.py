@@ -18,7 +18,7 @@ from bot.core.commands import ActionRequest, ArgParser, Command, Reply, Request,
 from bot.core.confirmations import may_press
 from bot.engine.reference import InvalidReference, Reference, parse_reference
 from bot.jobs.cleanup_report import folded
-from bot.jobs.outdated import PULL_ACTION, check, result_message, run_scheduled_outdated
+from bot.jobs.outdated import PULL_ACTIONS, check, result_message, run_scheduled_outdated
 from bot.jobs.scheduler import DEFAULT_TZ, Schedule, running_scheduler
 from bot.render.formatting import format_table
 from bot.render.messages import Message, context, plain, section
@@ -213,7 +213,7 @@ COMMAND = Command(
     example="/docker outdated --host all",
     run=run,
     add_arguments=add_arguments,
-    actions={PULL_ACTION: on_pull_button},
+    actions=dict.fromkeys(PULL_ACTIONS, on_pull_button),
     required_role=required_role,
     # One check over the fleet (one registry request per distinct tag), not one per host.
     spans_hosts=lambda args: True,

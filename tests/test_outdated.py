@@ -440,3 +440,43 @@ def test_a_multi_platform_tag_compares_the_index_digest(
     out = chat(f"/docker outdated {repo}:multi")
     row = row_of(out, repo).split()
     assert row[:3] == [repo, "multi", short(first)] and short(second) in row
+
+
+# --------------------------------------------------------------------------------------- through Slack
+
+
+def test_through_slack_each_pull_button_is_its_own_action(
+    slack_http: Any, sandbox: Sandbox, docker_cli: Any
+) -> None:
+    import time
+
+    from tests.fakes.slack_requests import block_actions_body, block_actions_payload, post_signed
+
+    repo = fresh_repo()
+    for tag in ("a", "b"):
+        push(sandbox, f"{repo}:{tag}", "one")
+        docker_cli("pull", f"{repo}:{tag}")
+        push(sandbox, f"{repo}:{tag}", "two")
+    status, _ = slack_http.command(f"outdated {repo}", user="U111", tag="card")
+    assert status == 200
+    [call] = slack_http.slack.wait_for("response_url", lambda c: c.tag == "card")
+    card = call.body
+    assert card["response_type"] == "in_channel"
+    buttons = [el for b in card["blocks"] if b["type"] == "actions" for el in b["elements"]]
+    assert [b["text"]["text"] for b in buttons] == [f"Pull {repo}:a", f"Pull {repo}:b"]
+    assert len({b["action_id"] for b in buttons}) == 2, "Slack wants unique action_ids"
+
+    payload = block_actions_payload(
+        buttons[1]["action_id"],
+        buttons[1]["value"],
+        user_id="U111",
+        response_url=slack_http.slack.response_url("pull"),
+        message=card,
+    )
+    assert post_signed(slack_http.url, block_actions_body(payload), slack_http.secret)[0] == 200
+    upstream = registry_digest(sandbox, repo, "b")
+    deadline = time.monotonic() + 20
+    while repo_digests(docker_cli, f"{repo}:b") != [f"{repo}@{upstream}"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert repo_digests(docker_cli, f"{repo}:b") == [f"{repo}@{upstream}"]
+    assert repo_digests(docker_cli, f"{repo}:a") != [f"{repo}@{registry_digest(sandbox, repo, 'a')}"]

@@ -47,6 +47,8 @@ log = logging.getLogger("dockerbot.outdated")
 
 PULL_ACTION = "outdated.pull"
 MAX_BUTTONS = 20  # Pull buttons in one message (the rest: `/docker pull` by hand)
+# Slack wants each button's action_id unique in its message: the N-th Pull button is PULL_ACTION.N.
+PULL_ACTIONS = tuple(f"{PULL_ACTION}.{i}" for i in range(MAX_BUTTONS))
 NAME_WIDTH = 40
 
 
@@ -277,7 +279,10 @@ def pull_value(finding: Finding) -> str:
 
 
 def pull_buttons(findings: list[Finding]) -> list[Block]:
-    buttons = [button(f"Pull {f.name}", PULL_ACTION, value=pull_value(f)) for f in findings[:MAX_BUTTONS]]
+    buttons = [
+        button(f"Pull {f.name}", action, value=pull_value(f))
+        for action, f in zip(PULL_ACTIONS, findings[:MAX_BUTTONS], strict=False)
+    ]
     return [
         actions(*buttons[i : i + 5], block_id=f"outdated.pull.{i // 5}") for i in range(0, len(buttons), 5)
     ]
