@@ -23,6 +23,7 @@ import base64
 import email.utils
 import hashlib
 import ipaddress
+import logging
 import re
 import threading
 from collections.abc import Iterable, Mapping
@@ -35,6 +36,8 @@ import requests
 
 from bot.engine.pulling import registry_auth
 from bot.engine.reference import DEFAULT_DOMAIN, Reference
+
+log = logging.getLogger("dockerbot.registry")
 
 ACCEPT = ", ".join(
     [
@@ -85,7 +88,6 @@ class RegistryClient:
         self.timeout = timeout
         self.concurrency = max(1, concurrency)
         self.session = requests.Session()
-        self.session.trust_env = True
         self.session.headers["User-Agent"] = USER_AGENT
         self.requests = 0  # manifest requests sent (the cache keeps this to one per repository:tag)
         self._cache: dict[tuple[str, str], RemoteDigest] = {}
@@ -123,6 +125,9 @@ class RegistryClient:
             result = RemoteDigest(UNKNOWN, reason=f"registry did not answer within {self.timeout:g} s")
         except requests.exceptions.RequestException as error:
             result = RemoteDigest(UNKNOWN, reason=f"registry unreachable ({_cause(error)})")
+        except Exception:  # a registry's odd answer is "unknown", never a failed command
+            log.exception("registry lookup of %s failed", ref.familiar())
+            result = RemoteDigest(UNKNOWN, reason="registry sent an answer the bot cannot read")
         with self._lock:
             self._cache[key] = result
         return result
