@@ -232,6 +232,25 @@ def test_docker_hub_token_flow(
     assert FakeRegistry.TOKEN not in out
 
 
+def test_docker_hub_token_flow_with_credentials(
+    settings: Settings, fake_registry: FakeRegistry, sandbox: Sandbox, docker_cli: Any
+) -> None:
+    repo = fresh_repo()
+    push(sandbox, f"{repo}:v1", "one")
+    docker_cli("pull", f"{repo}:v1")
+    fake_registry.token_auth = True
+    fake_registry.token_credentials = ("alice", "hub-pw-9")
+    hub = f"http://{fake_registry.address}"
+    for chat in chat_with(settings, hub_registry_url=hub):
+        out = chat(f"/docker outdated {repo}")
+        assert "registry's token service refused anonymous access" in row_of(out, repo)
+    creds = {"docker.io": RegistryCredentials(username="alice", password=SecretStr("hub-pw-9"))}
+    for chat in chat_with(settings, hub_registry_url=hub, registry_auth=creds):
+        out = chat(f"/docker outdated {repo}")
+        assert f"No outdated {repo} on host local" in out and "1 up to date" in out
+        assert "hub-pw-9" not in out + chat("/docker audit 20")
+
+
 def test_private_registry_with_credentials(
     settings: Settings,
     fake_registry: FakeRegistry,
