@@ -531,3 +531,38 @@ def test_through_slack_each_pull_button_is_its_own_action(
         time.sleep(0.2)
     assert repo_digests(docker_cli, f"{repo}:b") == [f"{repo}@{upstream}"]
     assert repo_digests(docker_cli, f"{repo}:a") != [f"{repo}@{registry_digest(sandbox, repo, 'a')}"]
+
+
+def test_a_fleet_schedule_posts_one_list_for_all_hosts(
+    settings: Settings, sandbox: Sandbox, engine: Any, docker_cli: Any, tmp_path: Any
+) -> None:
+    from bot.state.delivery import Delivery
+
+    repo = fresh_repo()
+    push(sandbox, f"{repo}:v1", "one")
+    docker_cli("pull", f"{repo}:v1")
+    push(sandbox, f"{repo}:v1", "two")
+    config = tmp_path / "hosts.yml"
+    url = engine.docker_host
+    config.write_text(json.dumps({"hosts": {"one": {"url": url}, "two": {"url": url}}}))
+    services = build_services(settings.model_copy(update={"config": config}), COMMANDS)
+    inbox = Inbox()
+    scheduler = Scheduler(services, Delivery(services.store.engine, inbox))
+    scheduler.start(paused=True)
+    services.scheduler = scheduler
+    try:
+        chat = ChatBot(Router(services))
+        assert "for host all." in chat('/docker outdated schedule "0 8 * * 1" --host all')
+        [made] = scheduler.list("outdated")
+        scheduler.run(made.id)
+        [(_, message)] = inbox.posted
+        text = render(message)
+        assert "outdated images on 2 hosts" in text or "outdated image on 2 hosts" in text
+        assert row_of(text, repo).split()[-1] == "one,two", "one row, both hosts"
+        assert f"{repo}:v1 on one" in text and f"{repo}:v1 on two" in text
+        scheduler.run(made.id)
+        assert len(inbox.posted) == 1
+    finally:
+        services.scheduler = None
+        scheduler.shutdown()
+        services.close()
