@@ -566,3 +566,20 @@ def test_a_fleet_schedule_posts_one_list_for_all_hosts(
         services.scheduler = None
         scheduler.shutdown()
         services.close()
+
+
+def test_pull_buttons_keep_slacks_limits() -> None:
+    from bot.engine.registry import RemoteDigest
+    from bot.jobs.outdated import MAX_BUTTONS, Finding, pull_buttons
+
+    def finding(name: str, hosts: int) -> Finding:
+        rows = [(f"host-{i:04d}", DIGEST, None) for i in range(hosts)]
+        return Finding(parse_reference(name), "outdated", RemoteDigest(CURRENT, DIGEST), rows)
+
+    many = [finding(f"app{i}:v1", 2) for i in range(MAX_BUTTONS + 3)]
+    wide = finding("wide:v1", 300)  # its hosts do not fit in a button's value
+    buttons = [el for block in pull_buttons([wide, *many]) for el in block["elements"]]
+    assert len(buttons) == MAX_BUTTONS and buttons[0]["text"]["text"] == "Pull app0:v1"
+    assert len({b["action_id"] for b in buttons}) == MAX_BUTTONS
+    assert all(len(b["value"]) <= 2000 for b in buttons)
+    assert buttons[0]["value"] == "app0:v1\thost-0000\thost-0001"
