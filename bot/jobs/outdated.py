@@ -472,7 +472,8 @@ def run_scheduled_outdated(services: Services, hosts: list[DockerHost], schedule
             result=(
                 f"nothing new: schedule {schedule.id}, {len(result.outdated)} outdated, "
                 f"{len(result.gone)} gone upstream, {len(result.unknown)} unknown"
-            ),
+                + (f", not checked: {', '.join(sorted(result.failed))}" if result.failed else "")
+            )[:2000],
         )
         return None
     remember_posted(services.store.engine, schedule.id, now)
