@@ -382,6 +382,18 @@ def test_a_schedule_posts_only_when_the_set_changes(
         audit = chat("/docker audit 5")
         assert "outdated.scheduled" in audit and "nothing new" in audit
 
+        # The registry is down for a run: what it could not tell is no change either.
+        working = services.settings
+        services.settings = working.model_copy(
+            update={"hub_registry_url": f"http://127.0.0.1:{closed_port()}"}
+        )
+        try:
+            scheduler.run(made.id)
+        finally:
+            services.settings = working
+        assert len(inbox.posted) == 1
+        assert "nothing new" in chat("/docker audit 1") and "1 unknown" in chat("/docker audit 1")
+
         docker_cli("pull", f"{repo}:v1")  # someone updated it
         scheduler.run(made.id)
         assert len(inbox.posted) == 2
