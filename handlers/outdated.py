@@ -17,11 +17,10 @@ from bot.core.channels import channel_text, member_hint, parse_channel
 from bot.core.commands import ActionRequest, ArgParser, Command, Reply, Request, UsageError, UserError
 from bot.core.confirmations import may_press
 from bot.engine.reference import InvalidReference, Reference, parse_reference
-from bot.jobs.cleanup_report import folded
-from bot.jobs.outdated import PULL_ACTIONS, check, result_message, run_scheduled_outdated
+from bot.jobs.outdated import PULL_ACTION, check, result_message, run_scheduled_outdated
 from bot.jobs.scheduler import DEFAULT_TZ, Schedule, running_scheduler
-from bot.render.formatting import format_table
 from bot.render.messages import Message, context, plain, section
+from handlers import schedules
 from handlers.pull import pull
 
 SUBCOMMANDS = ("schedule", "list", "cancel", "pause", "resume")
@@ -86,9 +85,9 @@ def run(req: Request, reply: Reply) -> None:
     if action == "list":
         if args.arg:
             raise UsageError("`outdated list` takes no argument")
-        list_schedules(req, reply)
+        schedules.list_schedules(req, reply, "outdated")
         return
-    change_schedule(req, reply, action, args.arg)
+    schedules.change_schedule(req, reply, "outdated", action, args.arg)
 
 
 # --------------------------------------------------------------------------------------------- buttons
@@ -156,64 +155,13 @@ def scheduled_message(made: Schedule) -> Message:
     )
 
 
-def list_schedules(req: Request, reply: Reply) -> None:
-    found = running_scheduler(req.services).list("outdated")
-    if not found:
-        reply.send(
-            plain('No outdated schedules. An admin can add one: `/docker outdated schedule "0 8 * * 1"`.')
-        )
-        return
-    rows = [
-        [
-            s.id,
-            s.cron,
-            s.timezone,
-            s.channel,
-            s.host,
-            "paused" if s.paused else "active",
-            _when(s),
-            s.created_by,
-        ]
-        for s in found
-    ]
-    table = format_table(["ID", "CRON", "TZ", "CHANNEL", "HOST", "STATE", "NEXT RUN", "BY"], rows)
-    reply.send(
-        Message(
-            text=f"{len(found)} outdated schedules",
-            blocks=folded(f"*Outdated schedules ({len(rows)})*", table, len(rows)),
-        )
-    )
-
-
-def change_schedule(req: Request, reply: Reply, action: str, schedule_id: str | None) -> None:
-    if not schedule_id:
-        raise UsageError(f"`outdated {action}` needs a schedule ID (`/docker outdated list` shows them)")
-    scheduler = running_scheduler(req.services)
-    existing = scheduler.get(schedule_id)
-    if existing.kind != "outdated":
-        raise UserError(
-            f"`{schedule_id}` is a {existing.kind} schedule; use `/docker {existing.kind} {action}`."
-        )
-    changed = getattr(scheduler, action)(schedule_id)
-    req.services.store.audit(
-        user=req.user,
-        channel=req.channel,
-        host=changed.host,
-        action=f"outdated.{action}",
-        result=f"schedule {changed.id}: {changed.cron} ({changed.timezone})",
-        request_id=req.request_id,
-    )
-    done = {"cancel": "Cancelled", "pause": "Paused", "resume": "Resumed"}[action]
-    reply.send(plain(f"{done} outdated schedule `{changed.id}` (`{changed.cron}`, {changed.timezone})."))
-
-
 COMMAND = Command(
     name="outdated",
     summary="Local images behind their tag upstream (registry digest differs), now or on a schedule.",
     example="/docker outdated --host all",
     run=run,
     add_arguments=add_arguments,
-    actions=dict.fromkeys(PULL_ACTIONS, on_pull_button),
+    actions={PULL_ACTION: on_pull_button},
     required_role=required_role,
     # One check over the fleet (one registry request per distinct tag), not one per host.
     spans_hosts=lambda args: True,

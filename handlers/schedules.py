@@ -1,4 +1,5 @@
-"""`list`, `cancel`, `pause` and `resume` of schedules, shared by `/docker cleanup` and `/docker report`.
+"""`list`, `cancel`, `pause` and `resume` of schedules, shared by `/docker cleanup`, `/docker report`
+and `/docker outdated`.
 
 Not a subcommand of its own: each command manages its own kind of schedule, and a schedule ID of
 the other kind gets a reply naming the command that does work for it.
@@ -18,6 +19,7 @@ CHANGES = ("cancel", "pause", "resume")
 _EXAMPLES = {
     "cleanup": '`/docker cleanup schedule "0 3 * * *"`',
     "report": '`/docker report schedule "0 8 * * 1"`',
+    "outdated": '`/docker outdated schedule "0 8 * * 1"`',
 }
 
 

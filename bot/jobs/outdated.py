@@ -47,9 +47,7 @@ log = logging.getLogger("dockerbot.outdated")
 
 PULL_ACTION = "outdated.pull"
 MAX_BUTTONS = 20  # Pull buttons in one message (the rest: `/docker pull` by hand)
-# Slack wants each button's action_id unique in its message: the N-th Pull button is PULL_ACTION.N.
 MAX_VALUE = 2000  # Slack's limit for a button's value
-PULL_ACTIONS = tuple(f"{PULL_ACTION}.{i}" for i in range(MAX_BUTTONS))
 NAME_WIDTH = 40
 
 
@@ -283,9 +281,9 @@ def pull_buttons(findings: list[Finding]) -> list[Block]:
     # Slack takes at most 2,000 characters in a button's value: a row naming more hosts than fit
     # gets no button (the table still names them).
     fitting = [f for f in findings if len(pull_value(f)) <= MAX_VALUE][:MAX_BUTTONS]
+    # Slack wants every action_id of a message unique: each button has its own key.
     buttons = [
-        button(f"Pull {f.name}", action, value=pull_value(f))
-        for action, f in zip(PULL_ACTIONS, fitting, strict=False)
+        button(f"Pull {f.name}", PULL_ACTION, value=pull_value(f), key=str(i)) for i, f in enumerate(fitting)
     ]
     return [
         actions(*buttons[i : i + 5], block_id=f"outdated.pull.{i // 5}") for i in range(0, len(buttons), 5)

@@ -259,7 +259,7 @@ class Scheduler:
         if row is None:
             raise UserError(
                 f"There is no schedule `{schedule_id}`."
-                " `/docker cleanup list` and `/docker report list` show them."
+                " `/docker cleanup list`, `/docker report list` and `/docker outdated list` show them."
             )
         return self._schedule(row)
 
