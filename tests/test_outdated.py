@@ -595,3 +595,28 @@ def test_pull_buttons_keep_slacks_limits() -> None:
     assert len({b["action_id"] for b in buttons}) == MAX_BUTTONS
     assert all(len(b["value"]) <= 2000 for b in buttons)
     assert buttons[0]["value"] == "app0:v1\thost-0000\thost-0001"
+
+
+def test_a_version_1_database_gains_the_table_and_keeps_what_was_posted(db_url: str) -> None:
+    """Migration step 2 on a database made before `outdated` existed; then the upsert, twice."""
+    from sqlalchemy import delete, inspect
+
+    from bot.jobs.outdated import last_posted, remember_posted
+    from bot.state.schema import migrate, schema_version
+    from bot.state.store import make_engine
+    from bot.state.tables import outdated_posts
+
+    engine = make_engine(db_url)
+    assert migrate(engine) == 2
+    outdated_posts.drop(engine)  # as a version-1 database has it: no table, version 1
+    with engine.begin() as conn:
+        conn.execute(delete(schema_version).where(schema_version.c.version == 2))
+    assert "outdated_posts" not in inspect(engine).get_table_names()
+    assert migrate(engine) == 2
+    assert "outdated_posts" in inspect(engine).get_table_names()
+    entries = {"local|docker.io/library/x:1": {"state": "outdated", "local": "a", "remote": "b"}}
+    remember_posted(engine, "s1", entries)
+    remember_posted(engine, "s1", {})
+    remember_posted(engine, "s2", entries)
+    assert last_posted(engine, "s1") == {} and last_posted(engine, "s2") == entries
+    engine.dispose()
