@@ -36,6 +36,12 @@ SCHEDULER_FAILURES = Counter(
 SLACK_API_ERRORS = Counter(
     "dockerbot_slack_api_errors", "Slack API calls that failed", ["method"], registry=REGISTRY
 )
+REGISTRY_LOOKUPS = Counter(
+    "dockerbot_registry_lookups",
+    "Registry digest lookups (/docker outdated), by what the registry said: current, gone, unknown",
+    ["state"],
+    registry=REGISTRY,
+)
 SLACK_RETRIES = Counter(
     "dockerbot_slack_retries", "Slack API calls retried, by reason", ["reason"], registry=REGISTRY
 )

@@ -38,6 +38,7 @@ CHECKED_BY = {
     "dockerbot_scheduler_failures": "test_metrics.py::test_a_failed_schedule_is_counted",
     "dockerbot_slack_api_errors": "test_metrics.py::test_slack_side_counters_move",
     "dockerbot_slack_retries": "test_metrics.py::test_slack_side_counters_move",
+    "dockerbot_registry_lookups": "test_outdated.py::test_lookup_states_against_the_sandbox_registry",
 }
 
 

@@ -441,6 +441,12 @@ def test_unknown_is_not_a_change() -> None:
 def test_lookup_states_against_the_sandbox_registry(sandbox: Sandbox) -> None:
     repo = fresh_repo()
     push(sandbox, f"{repo}:v1", "x")
+    from bot import metrics
+
+    def counted(state: str) -> float:
+        return metrics.REGISTRY.get_sample_value("dockerbot_registry_lookups_total", {"state": state}) or 0.0
+
+    before = {state: counted(state) for state in (CURRENT, GONE, UNKNOWN)}
     with RegistryClient(hub_registry_url=sandbox.registry.url) as client:
         found = client.lookup(parse_reference(f"{repo}:v1"))
         assert found.state == CURRENT and found.digest == registry_digest(sandbox, repo, "v1")
@@ -450,6 +456,8 @@ def test_lookup_states_against_the_sandbox_registry(sandbox: Sandbox) -> None:
     with RegistryClient(hub_registry_url=f"http://127.0.0.1:{closed_port()}", timeout=2) as client:
         down = client.lookup(parse_reference(f"{repo}:v1"))
         assert down.state == UNKNOWN and "unreachable" in down.reason
+    after = {state: counted(state) for state in (CURRENT, GONE, UNKNOWN)}
+    assert after == {CURRENT: before[CURRENT] + 1, GONE: before[GONE] + 1, UNKNOWN: before[UNKNOWN] + 1}
 
 
 # --------------------------------------------------------------------------------------- multi-platform

@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from bot import metrics
 from bot.engine.pulling import registry_auth
 from bot.engine.reference import DEFAULT_DOMAIN, Reference
 
@@ -128,6 +129,7 @@ class RegistryClient:
         except Exception:  # a registry's odd answer is "unknown", never a failed command
             log.exception("registry lookup of %s failed", ref.familiar())
             result = RemoteDigest(UNKNOWN, reason="registry sent an answer the bot cannot read")
+        metrics.REGISTRY_LOOKUPS.labels(result.state).inc()
         with self._lock:
             self._cache[key] = result
         return result
