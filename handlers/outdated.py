@@ -102,8 +102,12 @@ def on_pull_button(req: ActionRequest, reply: Reply) -> None:
         except UserError:
             reply.private(plain(f"Host `{name}` is no longer configured; nothing was pulled there."))
             continue
-        if may_press(req, reply, "operator", host.name, "outdated.pull.refused"):
+        if not may_press(req, reply, "operator", host.name, "outdated.pull.refused"):
+            continue
+        try:
             pull(ref.strip(), host, req.services, reply)
+        except UserError as error:  # e.g. too many pulls waiting: said, and the next host still pulls
+            reply.private(plain(f"Host `{host.name}`: {error}"))
 
 
 # --------------------------------------------------------------------------------------------- schedules

@@ -628,3 +628,29 @@ def test_a_version_1_database_gains_the_table_and_keeps_what_was_posted(db_url: 
     remember_posted(engine, "s2", entries)
     assert last_posted(engine, "s1") == {} and last_posted(engine, "s2") == entries
     engine.dispose()
+
+
+def test_a_pull_button_pulls_on_each_host_it_names(
+    settings: Settings, sandbox: Sandbox, engine: Any, docker_cli: Any, tmp_path: Any
+) -> None:
+    repo = fresh_repo()
+    push(sandbox, f"{repo}:v1", "one")
+    docker_cli("pull", f"{repo}:v1")
+    push(sandbox, f"{repo}:v1", "two")
+    config = tmp_path / "hosts.yml"
+    url = engine.docker_host
+    config.write_text(json.dumps({"hosts": {"one": {"url": url}, "two": {"url": url}}}))
+    for chat in chat_with(settings, config=config):
+        out = chat(f"/docker outdated {repo} --host all")
+        assert row_of(out, repo).split()[-1] == "one,two"
+        action_id, value = chat.card()[0][f"pull {repo}:v1"]
+        assert value == f"{repo}:v1\tone\ttwo"
+        # A value naming a host that is gone (an old card, or a forged one) pulls where it can.
+        card = ({"pull": (action_id, f"{repo}:v1\tghost\ttwo")}, None)
+        pressed = chat.press_as("pull", "U111", card=card)
+        assert (
+            "Host `ghost` is no longer configured" in pressed
+            or "Host ghost is no longer configured" in pressed
+        )
+        assert "Pulled in" in pressed and "on host two" in pressed
+        assert repo_digests(docker_cli, f"{repo}:v1") == [f"{repo}@{registry_digest(sandbox, repo, 'v1')}"]
