@@ -150,7 +150,7 @@ def scheduled_message(made: Schedule) -> Message:
     text = (
         f"Outdated-image check scheduled as `{made.id}`: `{made.cron}` ({made.timezone}) for host "
         f"`{made.host}`. It posts to {channel_text(made.channel)} only when the set of outdated "
-        "images changes (new, updated upstream again, or no longer outdated)." + member_hint(made.channel)
+        "images changes (new, updated, or no longer outdated)." + member_hint(made.channel)
     )
     return Message(
         text=text,

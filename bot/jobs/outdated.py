@@ -443,7 +443,7 @@ def _changes_text(changes: Changes, limit: int = 10) -> str:
     if changes.new:
         parts.append(f"new: {some(changes.new)}")
     if changes.updated:
-        parts.append(f"changed upstream again: {some(changes.updated)}")
+        parts.append(f"updated (another digest upstream or here): {some(changes.updated)}")
     if changes.resolved:
         parts.append(f"no longer outdated: {some(changes.resolved)}")
     return "*Since the last post* — " + "; ".join(parts)
