@@ -654,3 +654,16 @@ def test_a_pull_button_pulls_on_each_host_it_names(
         )
         assert "Pulled in" in pressed and "on host two" in pressed
         assert repo_digests(docker_cli, f"{repo}:v1") == [f"{repo}@{registry_digest(sandbox, repo, 'v1')}"]
+
+
+def test_registry_settings_are_checked_at_start() -> None:
+    from pydantic import ValidationError
+
+    from bot.core.settings import describe_error
+
+    for bad in ({"hub_registry_url": "registry-1.docker.io"}, {"registry_concurrency": 0}):
+        with pytest.raises(ValidationError) as caught:
+            Settings(**bad)
+        key = "DOCKERBOT_" + next(iter(bad)).upper()
+        assert describe_error(caught.value).startswith(key)
+    assert Settings().hub_registry_url == "https://registry-1.docker.io"
