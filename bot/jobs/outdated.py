@@ -294,12 +294,11 @@ def where(result: OutdatedResult) -> str:
     return f"host {result.hosts[0]}" if len(result.hosts) == 1 else f"{len(result.hosts)} hosts"
 
 
-def result_message(
-    result: OutdatedResult, wanted: Reference | None = None, *, title: str | None = None, buttons: bool = True
-) -> Message:
+def result_message(result: OutdatedResult, wanted: Reference | None = None) -> Message:
+    """The reply (and a schedule's post): outdated rows with Pull buttons, gone, unknown, a summary."""
     what = wanted.familiar() if wanted else "images"
     n = len(result.outdated)
-    headline = title or (
+    headline = (
         f"{n} outdated image{'s' if n != 1 else ''} on {where(result)}"
         if n
         else f"No outdated {what} on {where(result)}"
@@ -309,8 +308,7 @@ def result_message(
     blocks: list[Block] = [header(headline)]
     if result.outdated:
         blocks += code_blocks(outdated_table(result.outdated))
-        if buttons:
-            blocks += pull_buttons(result.outdated)
+        blocks += pull_buttons(result.outdated)
     if result.gone:
         note = "the registry no longer has these tags."
         if any(h in result.containerd_hosts for f in result.gone for h, _, _ in f.hosts):
