@@ -105,7 +105,7 @@ def on_pull_button(req: ActionRequest, reply: Reply) -> None:
         if not may_press(req, reply, "operator", host.name, "outdated.pull.refused"):
             continue
         try:
-            pull(ref.strip(), host, req.services, reply)
+            pull(ref.strip(), host, req.services, reply, user=req.user)
         except UserError as error:  # e.g. too many pulls waiting: said, and the next host still pulls
             reply.private(plain(f"Host `{host.name}`: {error}"))
 
