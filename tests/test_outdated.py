@@ -1,6 +1,7 @@
 """/docker outdated against a real engine and the sandbox's real registry (the engine's Docker Hub
 mirror, and the bot's Docker Hub registry through DOCKERBOT_HUB_REGISTRY_URL). The docker CLI on the
-same engine is the oracle for local digests; the registry's own API for what it has.
+same engine is the oracle for local digests; the registry's own API for what it has. Every engine
+test runs on both engines of the matrix (the classic overlay2 store and the containerd store).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from bot.sandbox import Sandbox, push_image
 from handlers import COMMANDS
 from tests.chat import ChatBot
 from tests.fakes.registry import FakeRegistry
+
+pytestmark = pytest.mark.both_engines
 
 DIGEST = "sha256:" + "ab" * 32
 
