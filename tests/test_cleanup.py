@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from types import SimpleNamespace
 
 import docker
@@ -36,6 +37,7 @@ from bot.render.text import render
 from bot.sandbox import Engine
 from bot.state.delivery import Delivery
 from tests.chat import ChatBot
+from tests.fakes.faulty_engine import FaultyEngine
 from tests.fakes.images import Spec, load_images
 
 # Every test here compares the bot with the docker CLI: once on each engine (tests/conftest.py).
@@ -531,3 +533,23 @@ def test_a_percent_threshold_is_not_measured_on_this_machine_for_a_remote_engine
     remote = docker.APIClient(base_url="tcp://127.0.0.1:9", version="1.41")  # never contacted
     size, problem = _filesystem_size(remote, "edge")
     assert size is None and problem and "edge is reached over the network" in problem
+
+
+def test_a_refused_df_costs_the_figure_never_the_removals(
+    services: Services, clean_engine: Engine, tmp_path: Path
+) -> None:
+    """The engine may refuse /system/df while another caller runs one (Engine 20.10: HTTP 500, "a
+    disk usage operation is already running"): the run still removes what it previewed and says so."""
+    [dangling] = load_images(clean_engine, [Spec([], 30 * DAY)])
+    policy = parse_policy("dangling, grace 0")
+    plan = plan_cleanup(services.hosts.default.api, policy, host_name="local", ledger=None, now=time.time())
+    assert [c.image_id for c in plan.candidates] == [dangling]
+    with FaultyEngine(tmp_path / "busy.sock", str(clean_engine.socket), refuse=r"/system/df") as busy:
+        result = execute_cleanup(DockerHost(name="local", url=busy.url).api, plan)
+        assert busy.refused, "the run asked for df, and the engine refused it"
+    assert [r.image_id for r in result.removed] == [dangling]
+    assert dangling not in present(clean_engine)
+    text = render(summary_message("local", result, None))
+    assert "Cleanup on local: 1 image removed, reclaimed space unknown" in text
+    assert "a disk usage operation is already running" in text
+    assert "Total reclaimed space: unknown" in text and "could not run" not in text

@@ -125,16 +125,24 @@ def preview_message(plan: CleanupPlan, policy: Policy, title: str | None = None)
     return Message(text=text, blocks=blocks, files=files)
 
 
+def reclaimed_text(result: CleanupResult) -> str:
+    """The df difference, or "unknown" when the engine refused a df (the notes say why)."""
+    if not result.ran or result.reclaimed_known:
+        return human_size(result.reclaimed, 4)
+    return "unknown"
+
+
 def summary_message(host_name: str, result: CleanupResult, next_run: datetime | None) -> Message:
     """One message per run: removed, Total reclaimed space, usage before → after, skipped and why,
     errors, duration and the next run. Long lists are folded; the full report is a file."""
     n = len(result.removed)
-    failed = result.before is None and not result.removed
+    failed = not result.ran and not result.removed
+    total = reclaimed_text(result)
     title = (
         f"Cleanup on {host_name} could not run"
         if failed
         else f"Cleanup on {host_name}: {_plural(n, 'image')} removed, "
-        f"{human_size(result.reclaimed, 4)} reclaimed"
+        + (f"{total} reclaimed" if result.reclaimed_known else "reclaimed space unknown")
     )
     usage = (
         f"{human_size(result.before, 4)} → {human_size(result.after, 4)}"
@@ -172,11 +180,11 @@ def summary_message(host_name: str, result: CleanupResult, next_run: datetime | 
     # difference, and the reply says so (README, "Image stores").
     blocks.append(
         context(
-            f"Total reclaimed space: {human_size(result.reclaimed, 4)}"
+            f"Total reclaimed space: {total}"
             " (images on disk before minus after, as `docker system df` counts them)"
         )
     )
-    text = f"{title}. Total reclaimed space: {human_size(result.reclaimed, 4)}"
+    text = f"{title}. Total reclaimed space: {total}"
     if result.errors:
         text += " " + " ".join(result.errors)
     report = report_text(host_name, result, next_run)
@@ -196,7 +204,7 @@ def report_text(host_name: str, result: CleanupResult, next_run: datetime | None
         parts += [line for r in result.removed for line in r.lines] + [""]
     if result.skipped:
         parts += [f"Skipped ({len(result.skipped)}):", reasons_table(result.skipped), ""]
-    parts.append(f"Total reclaimed space: {human_size(result.reclaimed, 4)}")
+    parts.append(f"Total reclaimed space: {reclaimed_text(result)}")
     if next_run:
         parts.append(f"Next run: {_utc(next_run)}")
     return "\n".join(parts) + "\n"

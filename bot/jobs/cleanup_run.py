@@ -59,6 +59,12 @@ class CleanupResult:
     duration: float = 0.0
     unmatched: int = 0
     notes: list[str] = field(default_factory=list)
+    ran: bool = False  # the removals started (a run that could not start says so)
+
+    @property
+    def reclaimed_known(self) -> bool:
+        """Whether df answered before and after: the engine may refuse a df (busy), never a removal."""
+        return self.before is not None and self.after is not None
 
     @property
     def reclaimed(self) -> int:
@@ -174,8 +180,19 @@ def execute_cleanup(
         notes=list(plan.notes),
         skipped=[Skipped(k.image_id, k.tags, k.size, k.category, k.reason) for k in plan.kept],
     )
+
+    def images_on_disk(when: str) -> int | None:
+        # A refused df (an engine that allows one at a time says "a disk usage operation is
+        # already running") costs the figure, never the removals.
+        try:
+            return images_usage(api).total
+        except docker.errors.APIError as error:
+            result.notes.append(f"disk usage {when} the run: {explain(error)}; reclaimed space unknown")
+            return None
+
     try:
-        result.before = images_usage(api).total
+        result.before = images_on_disk("before")
+        result.ran = True
         fresh = _Fresh(api)
         index, _ = fresh.view()
         down: list[str] = []
@@ -222,8 +239,8 @@ def execute_cleanup(
                 result.build_cache_reclaimed = int(api.prune_builds().get("SpaceReclaimed") or 0)
             except docker.errors.APIError as error:
                 result.errors.append(f"Build cache: {explain(error)}")
-        if not down:
-            result.after = images_usage(api).total
+        if not down and result.before is not None:
+            result.after = images_on_disk("after")
     except CONNECTION_ERRORS as error:
         result.errors.append(f"Cannot reach the Docker engine on {plan.host}: {connection_cause(error)}.")
     except docker.errors.APIError as error:
