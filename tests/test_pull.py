@@ -315,7 +315,13 @@ def test_corrupt_layer_fails_mid_stream(
         assert error.split(" for digest ")[0] == expected.split(" for digest ")[0]
     else:  # the containerd store checks the digest when it commits the blob to its content store
         assert "unexpected commit digest" in expected
-        assert line_with(out, "failed commit on ref") == expected
+
+        # Layers are fetched in parallel there: which corrupt layer fails first varies from pull to
+        # pull, so the digests are compared as a shape, the words exactly.
+        def shape(text: str) -> str:
+            return re.sub(r"sha256:[0-9a-f]{64}", "sha256:<digest>", text)
+
+        assert shape(line_with(out, "failed commit on ref")) == shape(expected)
     assert layer_states(out), out  # the progress until the failure stays in the message
 
 
