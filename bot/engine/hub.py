@@ -19,6 +19,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import requests
 
+from bot.engine.netcause import network_cause
 from bot.errors import UserError
 
 DEFAULT_TIMEOUT = 10.0  # seconds per HTTP request; settings may override via `hub_timeout`
@@ -114,7 +115,9 @@ class HubClient:
         except requests.exceptions.Timeout:
             raise HubError(f"Docker Hub did not answer within {self.timeout:g} s.") from None
         except requests.exceptions.ConnectionError as error:
-            raise HubError(f"Cannot reach Docker Hub at {self.display_url}: {_cause(error)}.") from None
+            raise HubError(
+                f"Cannot reach Docker Hub at {self.display_url}: {network_cause(error)}."
+            ) from None
         except requests.exceptions.RequestException as error:
             raise HubError(
                 f"Cannot reach Docker Hub at {self.display_url}: {type(error).__name__}."
@@ -153,22 +156,6 @@ def client_for(base_url: str, timeout: float = DEFAULT_TIMEOUT) -> HubClient:
 
 
 # --- errors ------------------------------------------------------------------------------------
-def _cause(error: BaseException) -> str:
-    text = str(error)
-    for marker, cause in (
-        ("Connection refused", "connection refused"),
-        ("Name or service not known", "unknown host name"),
-        ("nodename nor servname", "unknown host name"),
-        ("Temporary failure in name resolution", "the host name cannot be resolved now"),
-        ("Network is unreachable", "network unreachable"),
-        ("No route to host", "no route to host"),
-        ("Connection reset", "the connection was reset"),
-        ("RemoteDisconnected", "the connection was closed before an answer"),
-        ("CERTIFICATE_VERIFY_FAILED", "its TLS certificate is not trusted"),
-    ):
-        if marker in text:
-            return cause
-    return type(error).__name__
 
 
 def _reason(resp: requests.Response) -> str:

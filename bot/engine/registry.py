@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 import requests
 
 from bot import metrics
+from bot.engine.netcause import network_cause
 from bot.engine.pulling import registry_auth
 from bot.engine.reference import DEFAULT_DOMAIN, Reference
 
@@ -125,7 +126,7 @@ class RegistryClient:
         except requests.exceptions.Timeout:
             result = RemoteDigest(UNKNOWN, reason=f"registry did not answer within {self.timeout:g} s")
         except requests.exceptions.RequestException as error:
-            result = RemoteDigest(UNKNOWN, reason=f"registry unreachable ({_cause(error)})")
+            result = RemoteDigest(UNKNOWN, reason=f"registry unreachable ({network_cause(error)})")
         except Exception:  # a registry's odd answer is "unknown", never a failed command
             log.exception("registry lookup of %s failed", ref.familiar())
             result = RemoteDigest(UNKNOWN, reason="registry sent an answer the bot cannot read")
@@ -243,7 +244,9 @@ class RegistryClient:
                     headers={"Accept": "application/json"},
                 )
             except requests.exceptions.RequestException as error:
-                return RemoteDigest(UNKNOWN, reason=f"registry's token service unreachable ({_cause(error)})")
+                return RemoteDigest(
+                    UNKNOWN, reason=f"registry's token service unreachable ({network_cause(error)})"
+                )
             with response:
                 if response.status_code == 429:
                     return RemoteDigest(UNKNOWN, reason="registry rate limit reached (429)")
@@ -319,21 +322,3 @@ def _http_date(value: str | None) -> float | None:
         return email.utils.parsedate_to_datetime(value).timestamp()
     except (TypeError, ValueError):
         return None
-
-
-def _cause(error: BaseException) -> str:
-    text = str(error)
-    for marker, cause in (
-        ("Connection refused", "connection refused"),
-        ("Name or service not known", "unknown host name"),
-        ("Temporary failure in name resolution", "the host name cannot be resolved now"),
-        ("Network is unreachable", "network unreachable"),
-        ("No route to host", "no route to host"),
-        ("Connection reset", "the connection was reset"),
-        ("RemoteDisconnected", "the connection was closed before an answer"),
-        ("CERTIFICATE_VERIFY_FAILED", "its TLS certificate is not trusted"),
-        ("timed out", "timed out"),
-    ):
-        if marker in text:
-            return cause
-    return type(error).__name__
