@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from zoneinfo import ZoneInfo
 
-from bot.core.channels import channel_text, member_hint, parse_channel
+from bot.core.channels import channel_text, member_hint
 from bot.core.commands import ActionRequest, ArgParser, Command, Reply, Request, UsageError, UserError
 from bot.core.confirmations import may_press
 from bot.engine.reference import InvalidReference, Reference, parse_reference
 from bot.jobs.outdated import PULL_ACTION, check, result_message, run_scheduled_outdated
-from bot.jobs.scheduler import DEFAULT_TZ, Schedule, running_scheduler
+from bot.jobs.scheduler import DEFAULT_TZ, Schedule
 from bot.render.messages import Message, context, plain, section
 from handlers import schedules
 from handlers.pull import pull
@@ -114,30 +114,7 @@ def on_pull_button(req: ActionRequest, reply: Reply) -> None:
 
 
 def schedule(req: Request, reply: Reply) -> None:
-    args = req.args
-    cron = (args.arg or "").strip()
-    if not cron:
-        raise UsageError('`outdated schedule` needs a cron expression in quotes, e.g. "0 8 * * 1"')
-    channel = parse_channel(args.channel) if args.channel else req.channel
-    timezone = args.tz or DEFAULT_TZ
-    made = running_scheduler(req.services).add(
-        "outdated",
-        cron,
-        timezone=timezone,
-        channel=channel,
-        host=req.host_spec or req.host.name,
-        params={},
-        created_by=req.user,
-    )
-    req.services.store.audit(
-        user=req.user,
-        channel=req.channel,
-        host=req.host.name,
-        action="outdated.schedule",
-        result=f"scheduled {made.id}: {cron} ({timezone}) to {channel}",
-        request_id=req.request_id,
-    )
-    reply.send(scheduled_message(made))
+    reply.send(scheduled_message(schedules.add_schedule(req, "outdated", req.args.arg)))
 
 
 def _when(made: Schedule) -> str:

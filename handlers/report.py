@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from zoneinfo import ZoneInfo
 
-from bot.core.channels import channel_text, member_hint, parse_channel
+from bot.core.channels import channel_text, member_hint
 from bot.core.commands import ArgParser, Command, Reply, Request, UsageError
 from bot.jobs.report import build_report, run_scheduled_report
-from bot.jobs.scheduler import DEFAULT_TZ, Schedule, running_scheduler
+from bot.jobs.scheduler import DEFAULT_TZ, Schedule
 from bot.render.messages import Message, section
 from handlers import schedules
 
@@ -69,26 +69,7 @@ def run(req: Request, reply: Reply) -> None:
 
 
 def schedule(req: Request, reply: Reply) -> None:
-    store = req.services.store
-    audit = dict(user=req.user, channel=req.channel, host=req.host.name, request_id=req.request_id)
-    cron = (req.args.cron or "").strip()
-    if not cron:
-        raise UsageError('`report schedule` needs a cron expression in quotes, e.g. "0 8 * * 1"')
-    channel = parse_channel(req.args.channel) if req.args.channel else req.channel
-    timezone = req.args.tz or DEFAULT_TZ
-    made = running_scheduler(req.services).add(
-        "report",
-        cron,
-        timezone=timezone,
-        channel=channel,
-        host=req.host_spec or req.host.name,
-        params={},
-        created_by=req.user,
-    )
-    store.audit(
-        **audit, action="report.schedule", result=f"scheduled {made.id}: {cron} ({timezone}) to {channel}"
-    )
-    reply.send(scheduled_message(made))
+    reply.send(scheduled_message(schedules.add_schedule(req, "report", req.args.cron)))
 
 
 def scheduled_message(made: Schedule) -> Message:

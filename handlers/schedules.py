@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from bot.core.channels import parse_channel
 from bot.core.commands import Reply, Request, UsageError, UserError, hosts_of, require_role
 from bot.jobs.cleanup_report import folded
-from bot.jobs.scheduler import running_scheduler
+from bot.jobs.scheduler import DEFAULT_TZ, Schedule, running_scheduler
 from bot.render.formatting import ellipsis, format_table
 from bot.render.messages import Message, plain
 
@@ -92,3 +93,33 @@ def change_schedule(req: Request, reply: Reply, kind: str, action: str, schedule
             f"on {changed.host}.{after}"
         )
     )
+
+
+def add_schedule(
+    req: Request, kind: str, cron: str | None, *, params: dict[str, Any] | None = None
+) -> Schedule:
+    """`KIND schedule "CRON" [--channel] [--tz]` on the request's host (or `--host` as typed),
+    audited; the scheduler refuses a bad cron line, zone or host."""
+    cron = (cron or "").strip()
+    if not cron:
+        raise UsageError(f'`{kind} schedule` needs a cron expression in quotes, e.g. "0 8 * * 1"')
+    channel = parse_channel(req.args.channel) if req.args.channel else req.channel
+    timezone = req.args.tz or DEFAULT_TZ
+    made = running_scheduler(req.services).add(
+        kind,
+        cron,
+        timezone=timezone,
+        channel=channel,
+        host=req.host_spec or req.host.name,
+        params=params or {},
+        created_by=req.user,
+    )
+    req.services.store.audit(
+        user=req.user,
+        channel=req.channel,
+        host=req.host.name,
+        action=f"{kind}.schedule",
+        result=f"scheduled {made.id}: {cron} ({timezone}) to {channel}",
+        request_id=req.request_id,
+    )
+    return made
