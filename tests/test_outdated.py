@@ -12,6 +12,7 @@ import socket
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -46,6 +47,23 @@ def push(sandbox: Sandbox, ref: str, build: str) -> None:
 
 def fresh_repo(prefix: str = "outdatedtest") -> str:
     return f"{prefix}/app{uuid.uuid4().hex[:8]}"
+
+
+def stale_repo(sandbox: Sandbox, docker_cli: Any) -> str:
+    """A new repository whose `v1` the engine pulled, then rebuilt upstream: outdated here."""
+    repo = fresh_repo()
+    push(sandbox, f"{repo}:v1", "one")
+    docker_cli("pull", f"{repo}:v1")
+    push(sandbox, f"{repo}:v1", "two")
+    return repo
+
+
+def two_hosts(tmp_path: Path, engine: Any) -> Path:
+    """A bot config with hosts `one` and `two`, both the test engine."""
+    config = tmp_path / "hosts.yml"
+    url = engine.docker_host
+    config.write_text(json.dumps({"hosts": {"one": {"url": url}, "two": {"url": url}}}))
+    return config
 
 
 def registry_digest(sandbox: Sandbox, path: str, tag: str) -> str:
@@ -221,10 +239,7 @@ def test_a_stalled_registry_is_unknown_after_the_timeout(
 def test_docker_hub_token_flow(
     via_fake: ChatBot, fake_registry: FakeRegistry, sandbox: Sandbox, docker_cli: Any
 ) -> None:
-    repo = fresh_repo()
-    push(sandbox, f"{repo}:v1", "one")
-    docker_cli("pull", f"{repo}:v1")
-    push(sandbox, f"{repo}:v1", "two")
+    repo = stale_repo(sandbox, docker_cli)
     fake_registry.token_auth = True
     out = via_fake(f"/docker outdated {repo}")
     assert short(registry_digest(sandbox, repo, "v1")) in row_of(out, repo)
@@ -360,10 +375,7 @@ def test_a_schedule_posts_only_when_the_set_changes(
 ) -> None:
     from bot.state.delivery import Delivery
 
-    repo = fresh_repo()
-    push(sandbox, f"{repo}:v1", "one")
-    docker_cli("pull", f"{repo}:v1")
-    push(sandbox, f"{repo}:v1", "two")
+    repo = stale_repo(sandbox, docker_cli)
     inbox = Inbox()
     scheduler = Scheduler(services, Delivery(services.store.engine, inbox))
     scheduler.start(paused=True)
@@ -561,13 +573,8 @@ def test_a_fleet_schedule_posts_one_list_for_all_hosts(
 ) -> None:
     from bot.state.delivery import Delivery
 
-    repo = fresh_repo()
-    push(sandbox, f"{repo}:v1", "one")
-    docker_cli("pull", f"{repo}:v1")
-    push(sandbox, f"{repo}:v1", "two")
-    config = tmp_path / "hosts.yml"
-    url = engine.docker_host
-    config.write_text(json.dumps({"hosts": {"one": {"url": url}, "two": {"url": url}}}))
+    repo = stale_repo(sandbox, docker_cli)
+    config = two_hosts(tmp_path, engine)
     services = build_services(settings.model_copy(update={"config": config}), COMMANDS)
     inbox = Inbox()
     scheduler = Scheduler(services, Delivery(services.store.engine, inbox))
@@ -636,13 +643,8 @@ def test_a_version_1_database_gains_the_table_and_keeps_what_was_posted(db_url: 
 def test_a_pull_button_pulls_on_each_host_it_names(
     settings: Settings, sandbox: Sandbox, engine: Any, docker_cli: Any, tmp_path: Any
 ) -> None:
-    repo = fresh_repo()
-    push(sandbox, f"{repo}:v1", "one")
-    docker_cli("pull", f"{repo}:v1")
-    push(sandbox, f"{repo}:v1", "two")
-    config = tmp_path / "hosts.yml"
-    url = engine.docker_host
-    config.write_text(json.dumps({"hosts": {"one": {"url": url}, "two": {"url": url}}}))
+    repo = stale_repo(sandbox, docker_cli)
+    config = two_hosts(tmp_path, engine)
     for chat in chat_with(settings, config=config):
         out = chat(f"/docker outdated {repo} --host all")
         assert row_of(out, repo).split()[-1] == "one,two"
