@@ -134,7 +134,7 @@ def on_confirm(req: ActionRequest, reply: Reply) -> None:
     except Exception as error:
         req.services.store.finish(pending.id, f"failed: {error}")
         raise
-    message = summary_message(host.name, result, None)
+    message = summary_message(host.name, result)
     message.blocks.insert(1, context(f"Confirmed by {mention(req.user)}"))
     req.services.store.finish(pending.id, message.text[:2000])
     reply.update(req.message, message)
@@ -181,7 +181,7 @@ def schedule(req: Request, reply: Reply) -> None:
                     + member_hint(channel)
                 ),
                 context(
-                    f"Next run: {schedules.when(made.next_run)} · "
+                    f"Next run: {schedules.when(made)} · "
                     "`/docker cleanup preview` shows what it would remove now"
                 ),
             ],

@@ -11,8 +11,6 @@ One flat parser, as `report`: the first word is a subcommand or an image.
 
 from __future__ import annotations
 
-from zoneinfo import ZoneInfo
-
 from bot.core.channels import channel_text, member_hint
 from bot.core.commands import ActionRequest, ArgParser, Command, Reply, Request, UsageError, UserError
 from bot.core.confirmations import may_press
@@ -117,12 +115,6 @@ def schedule(req: Request, reply: Reply) -> None:
     reply.send(scheduled_message(schedules.add_schedule(req, "outdated", req.args.arg)))
 
 
-def _when(made: Schedule) -> str:
-    if made.next_run is None:
-        return "paused"
-    return made.next_run.astimezone(ZoneInfo(made.timezone)).strftime("%Y-%m-%d %H:%M %Z")
-
-
 def scheduled_message(made: Schedule) -> Message:
     text = (
         f"Outdated-image check scheduled as `{made.id}`: `{made.cron}` ({made.timezone}) for host "
@@ -131,7 +123,10 @@ def scheduled_message(made: Schedule) -> Message:
     )
     return Message(
         text=text,
-        blocks=[section(text), context(f"Next run: {_when(made)} · `/docker outdated` shows the list now")],
+        blocks=[
+            section(text),
+            context(f"Next run: {schedules.when(made)} · `/docker outdated` shows the list now"),
+        ],
         in_channel=True,
     )
 

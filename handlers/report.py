@@ -10,8 +10,6 @@ escapes argparse as ArgumentError rather than our UsageError, so the choice is c
 
 from __future__ import annotations
 
-from zoneinfo import ZoneInfo
-
 from bot.core.channels import channel_text, member_hint
 from bot.core.commands import ArgParser, Command, Reply, Request, UsageError
 from bot.jobs.report import build_report, run_scheduled_report
@@ -73,8 +71,7 @@ def schedule(req: Request, reply: Reply) -> None:
 
 
 def scheduled_message(made: Schedule) -> Message:
-    when = "paused" if made.next_run is None else made.next_run.astimezone(ZoneInfo(made.timezone))
-    nxt = when if isinstance(when, str) else when.strftime("%Y-%m-%d %H:%M %Z")
+    nxt = schedules.when(made)
     text = (
         f"Disk-usage report scheduled as `{made.id}`: `{made.cron}` ({made.timezone}) for host "
         f"`{made.host}`, posted to {channel_text(made.channel)}. Next run: {nxt}."

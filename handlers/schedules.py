@@ -13,7 +13,7 @@ from bot.core.channels import parse_channel
 from bot.core.commands import Reply, Request, UsageError, UserError, hosts_of, require_role
 from bot.jobs.cleanup_report import folded
 from bot.jobs.scheduler import DEFAULT_TZ, Schedule, running_scheduler
-from bot.render.formatting import ellipsis, format_table
+from bot.render.formatting import ellipsis, format_table, in_zone
 from bot.render.messages import Message, plain
 
 CHANGES = ("cancel", "pause", "resume")
@@ -24,8 +24,9 @@ _EXAMPLES = {
 }
 
 
-def when(moment: Any) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M %Z") if moment else "never (paused)"
+def when(schedule: Schedule) -> str:
+    """The next run in the schedule's own zone, as every schedule reply and App Home show it."""
+    return in_zone(schedule.next_run, schedule.timezone) if schedule.next_run else "never (paused)"
 
 
 def list_schedules(req: Request, reply: Reply, kind: str) -> None:
@@ -49,7 +50,7 @@ def list_schedules(req: Request, reply: Reply, kind: str) -> None:
             s.host,
             *([ellipsis(s.params.get("policy") or "(default)", 40)] if kind == "cleanup" else []),
             "paused" if s.paused else "active",
-            when(s.next_run) if not s.paused else "-",
+            when(s) if not s.paused else "-",
             s.created_by,
         ]
         for s in schedules
@@ -86,7 +87,7 @@ def change_schedule(req: Request, reply: Reply, kind: str, action: str, schedule
         request_id=req.request_id,
     )
     done = {"cancel": "Cancelled", "pause": "Paused", "resume": "Resumed"}[action]
-    after = f" Next run: {when(changed.next_run)}." if action == "resume" else ""
+    after = f" Next run: {when(changed)}." if action == "resume" else ""
     reply.send(
         plain(
             f"{done} {kind} schedule `{changed.id}` (`{changed.cron}`, {changed.timezone}) "

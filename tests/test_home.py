@@ -61,9 +61,19 @@ def test_home_shows_next_runs_and_the_last_cleanup(services, tmp_path) -> None: 
             params={"policy": "dangling"},
             created_by="U1",
         )
+        tokyo = scheduler.add(  # no daylight saving: 03:00 JST is 18:00 UTC the day before
+            "report",
+            "0 3 * * *",
+            timezone="Asia/Tokyo",
+            channel="C1",
+            host="main",
+            params={},
+            created_by="U1",
+        )
         scheduler.run(made.id)
         text = str(home_blocks(services, "U1"))
-        assert f"cleanup on `main` (`{made.id}`, `30 4 * * *` UTC)" in text
+        assert f"04:30 UTC — cleanup on `main` (`{made.id}`, `30 4 * * *` UTC)" in text
+        assert f"03:00 JST — report on `main` (`{tokyo.id}`, `0 3 * * *` Asia/Tokyo)" in text
         assert "on `main` (done)" in text
         assert "cleanup" in scheduler.runners and "report" in scheduler.runners
     finally:

@@ -109,7 +109,7 @@ def test_cleanup_runs_what_prune_would_and_says_what_the_figure_is(
         s for s in result.skipped if s.image_id in {c.image_id for c in plan.candidates}
     ]
     assert ids(clean_engine, "--filter", "dangling=true") == set(), "nothing prune would remove is left"
-    text = render(summary_message("local", result, None))
+    text = render(summary_message("local", result))
     assert "docker system df" in text, text  # the figure is named for what it is
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import docker
@@ -54,7 +53,6 @@ def run_cleanup(
     policy: Policy,
     *,
     audit_as: tuple[str, str, str | None] = ("schedule", "-", None),
-    next_run: datetime | None = None,
 ) -> Message:
     """Plan and run now, audited per image; the summary even when the engine is down."""
     user, channel, request_id = audit_as
@@ -68,17 +66,16 @@ def run_cleanup(
         )
         result.duration = time.monotonic() - started
         metrics.CLEANUP_RUNS.labels("failed").inc()
-        return summary_message(host.name, result, next_run)
+        return summary_message(host.name, result)
     except docker.errors.APIError as error:
         result = CleanupResult(host.name, policy.text, errors=[explain(error)])
         metrics.CLEANUP_RUNS.labels("failed").inc()
-        return summary_message(host.name, result, next_run)
+        return summary_message(host.name, result)
     return summary_message(
         host.name,
         execute_plan(
             services, host, plan, policy.build_cache, user=user, channel=channel, request_id=request_id
         ),
-        next_run,
     )
 
 
@@ -127,7 +124,7 @@ def run_scheduled_cleanup(services: Services, host: DockerHost, params: dict[str
         policy = resolve_policy(params.get("policy"), services)
     except UserError as error:
         result = CleanupResult(host.name, str(params.get("policy") or ""), errors=[f"Bad policy: {error}"])
-        return summary_message(host.name, result, None)
+        return summary_message(host.name, result)
     try:
         return run_cleanup(services, host, policy)
     except Exception as error:  # a summary always goes out
@@ -135,4 +132,4 @@ def run_scheduled_cleanup(services: Services, host: DockerHost, params: dict[str
         result = CleanupResult(
             host.name, policy.text, errors=[f"The run failed: {type(error).__name__}: {error}"]
         )
-        return summary_message(host.name, result, None)
+        return summary_message(host.name, result)

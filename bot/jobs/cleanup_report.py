@@ -4,7 +4,6 @@ Long lists are folded to their first rows; the whole list goes in an attached fi
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from bot.render.formatting import created_since, ellipsis, format_table, human_size, short_id
@@ -28,10 +27,6 @@ def _rank(category: str) -> int:
 
 def _plural(n: int, noun: str) -> str:
     return f"{n} {noun}{'s' if n != 1 else ''}"
-
-
-def _utc(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _tags(tags: list[str], width: int = 48) -> str:
@@ -132,9 +127,10 @@ def reclaimed_text(result: CleanupResult) -> str:
     return "unknown"
 
 
-def summary_message(host_name: str, result: CleanupResult, next_run: datetime | None) -> Message:
+def summary_message(host_name: str, result: CleanupResult) -> Message:
     """One message per run: removed, Total reclaimed space, usage before → after, skipped and why,
-    errors, duration and the next run. Long lists are folded; the full report is a file."""
+    errors and duration (the scheduler adds a schedule's next run). Long lists are folded; the full
+    report is a file."""
     n = len(result.removed)
     failed = not result.ran and not result.removed
     total = reclaimed_text(result)
@@ -154,8 +150,6 @@ def summary_message(host_name: str, result: CleanupResult, next_run: datetime | 
         ("Images on disk", usage),
         ("Duration", f"{result.duration:.1f}s"),
     ]
-    if next_run is not None:  # scheduled runs get theirs from the scheduler
-        info.append(("Next run", _utc(next_run)))
     if result.build_cache_reclaimed is not None:
         info.append(("Build cache", f"{human_size(result.build_cache_reclaimed, 4)} reclaimed"))
     blocks: list[dict[str, Any]] = [header(title)]
@@ -187,14 +181,14 @@ def summary_message(host_name: str, result: CleanupResult, next_run: datetime | 
     text = f"{title}. Total reclaimed space: {total}"
     if result.errors:
         text += " " + " ".join(result.errors)
-    report = report_text(host_name, result, next_run)
+    report = report_text(host_name, result)
     long = len(result.removed) > _SHOWN_ROWS or len(result.skipped) > _SHOWN_ROWS
     files = [File(f"cleanup-{host_name}.txt", report, title)] if long else []
     facts = {"reclaimed": result.reclaimed, "removed": n, "errors": len(result.errors)}
     return Message(text=text, blocks=blocks, in_channel=True, files=files, facts=facts)
 
 
-def report_text(host_name: str, result: CleanupResult, next_run: datetime | None) -> str:
+def report_text(host_name: str, result: CleanupResult) -> str:
     """The whole run as plain text: every engine line, every skipped image."""
     parts = [f"Cleanup on {host_name}", f"Policy: {result.policy_text}", ""]
     if result.errors:
@@ -205,6 +199,4 @@ def report_text(host_name: str, result: CleanupResult, next_run: datetime | None
     if result.skipped:
         parts += [f"Skipped ({len(result.skipped)}):", reasons_table(result.skipped), ""]
     parts.append(f"Total reclaimed space: {reclaimed_text(result)}")
-    if next_run:
-        parts.append(f"Next run: {_utc(next_run)}")
     return "\n".join(parts) + "\n"

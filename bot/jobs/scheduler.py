@@ -31,7 +31,7 @@ from sqlalchemy import func, insert, select, update
 from bot import metrics
 from bot.engine.fleet import fan_out
 from bot.errors import UserError
-from bot.render.formatting import format_table, human_size
+from bot.render.formatting import format_table, human_size, in_zone
 from bot.render.messages import File, Message, code_blocks, context, header, plain, section
 from bot.render.text import render
 from bot.state.tables import metadata, runs_table, schedules_table
@@ -358,7 +358,7 @@ class Scheduler:
     def _with_next_run(self, message: Message, schedule_id: str) -> Message:
         schedule = self.get(schedule_id)
         nxt = schedule.next_run
-        note = f"Schedule `{schedule_id}` · next run {_when(nxt)}" if nxt else f"Schedule `{schedule_id}`"
+        note = f"Schedule `{schedule_id}`" + (f" · next run {in_zone(nxt, schedule.timezone)}" if nxt else "")
         note += f" · `/docker {schedule.kind} cancel {schedule_id}` stops it"
         blocks = [*message.blocks, context(note)] if message.blocks else []
         return Message(
@@ -372,19 +372,26 @@ class Scheduler:
 
     def _on_missed(self, event: JobExecutionEvent) -> None:
         metrics.SCHEDULER_FAILURES.labels("missed").inc()
-        self._notify(event.job_id, f"missed its run at {_when(event.scheduled_run_time)} (the bot was down)")
+        moment = event.scheduled_run_time
+        self._notify(
+            event.job_id, lambda zone: f"missed its run at {in_zone(moment, zone)} (the bot was down)"
+        )
 
     def _on_error(self, event: JobExecutionEvent) -> None:
-        self._notify(event.job_id, f"failed at {_when(event.scheduled_run_time)}: {event.exception}")
+        moment, error = event.scheduled_run_time, event.exception
+        self._notify(event.job_id, lambda zone: f"failed at {in_zone(moment, zone)}: {error}")
 
-    def _notify(self, schedule_id: str, what: str) -> None:
+    def _notify(self, schedule_id: str, what: Callable[[str], str]) -> None:
+        """Tell the schedule's channel `what(the schedule's time zone)` happened."""
         try:
             schedule = self.get(schedule_id)
         except UserError:
             return
         self.delivery.deliver(
             schedule.channel,
-            plain(f"The scheduled {schedule.kind} `{schedule.id}` on {schedule.host} {what}."),
+            plain(
+                f"The scheduled {schedule.kind} `{schedule.id}` on {schedule.host} {what(schedule.timezone)}."
+            ),
         )
 
     def _report_interrupted_runs(self) -> None:
@@ -395,9 +402,12 @@ class Scheduler:
                 update(runs_table).where(runs_table.c.state == "running").values(state="interrupted")
             )
         for row in rows:
+            started = datetime.fromtimestamp(row["started_at"], tz=UTC)
             self._notify(
                 row["schedule_id"],
-                f"was interrupted: the run started at {_when_ts(row['started_at'])} did not finish",
+                lambda zone, at=started: (
+                    f"was interrupted: the run started at {in_zone(at, zone)} did not finish"
+                ),
             )
 
     def _run_started(self, schedule: Schedule) -> int:
@@ -457,11 +467,3 @@ class Scheduler:
             paused=row["paused"],
             next_run=job.next_run_time if job is not None else None,
         )
-
-
-def _when(moment: datetime | None) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if moment else "never"
-
-
-def _when_ts(ts: float) -> str:
-    return _when(datetime.fromtimestamp(ts, tz=UTC))

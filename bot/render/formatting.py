@@ -18,6 +18,8 @@ from __future__ import annotations
 import math
 import time
 import unicodedata
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 __all__ = [
     "created_since",
@@ -129,6 +131,11 @@ def created_since(created_unix: float | None, now: float | None = None) -> str:
     if now is None:
         now = time.time()
     return human_duration(now - created_unix) + " ago"
+
+
+def in_zone(moment: datetime, zone: str) -> str:
+    """A schedule's moment in the schedule's own time zone, the one its author gave (`--tz`)."""
+    return moment.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M %Z")
 
 
 def short_id(image_id: str) -> str:

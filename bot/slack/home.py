@@ -14,6 +14,7 @@ from typing import Any
 from bot.core.commands import hosts_of
 from bot.core.services import Services
 from bot.engine.hostinfo import hosts_table
+from bot.render.formatting import in_zone
 from bot.render.messages import Block, code_blocks, context, divider, header, mention, section
 
 MAX_HOME_BLOCKS = 100
@@ -70,7 +71,7 @@ def _next_runs(services: Services, visible: Callable[[str], bool]) -> str:
         return "Nothing is scheduled. `/docker cleanup schedule` and `/docker report schedule` add runs."
     schedules.sort(key=lambda s: s.next_run)  # type: ignore[arg-type,return-value]
     lines = [
-        f"• {s.next_run:%Y-%m-%d %H:%M} UTC — {s.kind} on `{s.host}` (`{s.id}`, `{s.cron}` {s.timezone})"  # type: ignore[str-format]
+        f"• {in_zone(s.next_run, s.timezone)} — {s.kind} on `{s.host}` (`{s.id}`, `{s.cron}` {s.timezone})"  # type: ignore[arg-type]
         for s in schedules[:10]
     ]
     more = f"\n…and {len(schedules) - 10} more (`/docker cleanup list`)" if len(schedules) > 10 else ""
