@@ -9,7 +9,7 @@ from bot.core.confirmations import may_press
 from bot.core.live import LiveMessage
 from bot.core.services import Services
 from bot.core.settings import max_pulls
-from bot.engine.hosts import CONNECTION_ERRORS, DockerHost, EngineUnavailable, connection_cause
+from bot.engine.hosts import DockerHost, EngineUnavailable, connection_cause, connection_errors
 from bot.engine.pulling import PullError, PullSnapshot, registry_auth
 from bot.engine.reference import Reference, parse_reference
 from bot.render.messages import Message, code_blocks, context, section
@@ -81,7 +81,7 @@ def _pull(typed: Reference, host: DockerHost, services: Services, reply: Reply) 
     except UserError as error:  # e.g. the engine is down (EngineUnavailable)
         live.finish(view.render_error((), str(error), "", engine=False))
         return
-    except CONNECTION_ERRORS as error:
+    except connection_errors() as error:
         problem = str(EngineUnavailable(host, connection_cause(error)))
         live.finish(view.render_error((), problem, "", engine=False))
         return

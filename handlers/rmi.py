@@ -18,7 +18,7 @@ from bot.core import confirmations
 from bot.core.commands import ActionRequest, ArgParser, Command, Reply, Request, UserError
 from bot.engine.diskusage import ImagesUsage, images_usage
 from bot.engine.hostinfo import image_store
-from bot.engine.hosts import CONNECTION_ERRORS
+from bot.engine.hosts import connection_errors
 from bot.engine.images import (
     AmbiguousImage,
     ImageIndex,
@@ -406,7 +406,7 @@ def _df_total(api: docker.APIClient) -> tuple[int | None, str]:
         return images_usage(api).total, ""
     except (
         docker.errors.DockerException,
-        *CONNECTION_ERRORS,
+        *connection_errors(),
     ) as error:  # the removal matters, not the figure
         explanation = getattr(error, "explanation", None)
         return None, str(explanation or error)

@@ -6,6 +6,11 @@ bot/slack/http.py); a library upgrade that drops or changes one fails here first
 from __future__ import annotations
 
 import inspect
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import docker
 import slack_bolt.adapter.socket_mode.internals as bolt_socket_internals
@@ -14,6 +19,8 @@ from slack_sdk.socket_mode.builtin import SocketModeClient
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from bot.engine import compat
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _params(function: object) -> list[str]:
@@ -35,10 +42,57 @@ def test_docker_py_builds_its_ssh_adapter_by_name() -> None:
     import docker.api.client as client_module
 
     assert "SSHHTTPAdapter(" in inspect.getsource(client_module.APIClient.__init__)
-    assert compat.SshAdapterBase is docker.transport.SSHHTTPAdapter
+    base = compat.ssh_adapter_base()
+    assert base.__module__ == compat.SSH_TRANSPORT
     for name in ("_create_paramiko_client", "_connect", "get_connection"):
-        assert callable(getattr(compat.SshAdapterBase, name))
-    assert "ssh_params" in inspect.getsource(compat.SshAdapterBase._create_paramiko_client)
+        assert callable(getattr(base, name))
+    assert "ssh_params" in inspect.getsource(base._create_paramiko_client)
+
+
+def test_docker_py_skips_its_ssh_transport_if_it_cannot_be_imported() -> None:
+    """defer_ssh_transport relies on this: docker-py imports the transport in try/except ImportError."""
+    import docker.api.client as client_module
+    import docker.transport as transport_package
+
+    for module in (transport_package, client_module):
+        source = inspect.getsource(module)
+        at = source.index("SSHHTTPAdapter\n")
+        assert source.rfind("try:", 0, at) > source.rfind("\n\n", 0, at), module.__name__
+        assert source.find("except ImportError:", at) == at + len("SSHHTTPAdapter\n")
+
+
+def _imported_after(code: str) -> set[str]:
+    """The top-level packages a fresh interpreter has imported after running `code`."""
+    done = subprocess.run(
+        [sys.executable, "-c", f"{code}\nimport sys\nprint(' '.join(sorted(sys.modules)))"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    return {name.split(".")[0] for name in done.stdout.split()}
+
+
+def test_docker_does_not_import_paramiko_until_an_ssh_host_connects() -> None:
+    ssh_stack = {"paramiko", "cryptography", "nacl", "bcrypt"}
+    loaded = _imported_after(
+        "import bot.engine.hosts, docker\ndocker.APIClient(base_url='unix:///x', version='1.41')"
+    )
+    assert "docker" in loaded and not loaded & ssh_stack
+    # An ssh:// host imports it (connecting fails: nothing listens on port 9), and it is docker-py's.
+    loaded = _imported_after(
+        textwrap.dedent("""
+        from bot.engine.hosts import DockerHost, EngineUnavailable
+        try:
+            DockerHost("edge", "ssh://nobody@127.0.0.1:9", timeout=2).client()
+        except EngineUnavailable as error:
+            assert "cannot connect to its ssh server" in str(error), error
+        import docker.api.client, docker.transport.sshconn
+        assert issubclass(docker.api.client.SSHHTTPAdapter, docker.transport.sshconn.SSHHTTPAdapter)
+        """)
+    )
+    assert "paramiko" in loaded
 
 
 def test_urllib3_pool_waits_in_get_conn() -> None:

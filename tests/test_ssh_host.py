@@ -7,7 +7,10 @@ what the bot reads and writes over ssh.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +23,7 @@ import yaml
 from bot.core.router import Router
 from bot.core.services import Services, build_services
 from bot.core.settings import Settings
-from bot.engine.hosts import CONNECTION_ERRORS, SSH_SESSIONS, DockerHost, connection_cause
+from bot.engine.hosts import SSH_SESSIONS, DockerHost, connection_cause, connection_errors
 from bot.sandbox import Engine, Sandbox
 from handlers import COMMANDS
 from tests.chat import ChatBot
@@ -176,7 +179,7 @@ def test_many_requests_at_once_share_a_few_sessions(sshd: Sshd, monkeypatch: pyt
             )
         assert len(listings) == 40
         held = [host.api.events(decode=True) for _ in range(SSH_SESSIONS)]  # every session busy
-        with pytest.raises(CONNECTION_ERRORS) as refused:
+        with pytest.raises(connection_errors()) as refused:
             host.api.images()
         assert len(held) == SSH_SESSIONS
         assert connection_cause(refused.value) == (
@@ -222,3 +225,79 @@ def test_an_ssh_server_that_never_answers_is_given_up_on(
         assert "local" in chat("hosts") and "edge" in chat("hosts")  # and the bot goes on
     finally:
         silent.close()
+
+
+class Relay:
+    """A TCP relay to the sshd, as a flaky link: `hang_up` makes it drop every connection it carries
+    and, from then on, hang up on new ones just after relaying the server's banner (mid-handshake)."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.hanging_up = False
+        self.links: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.listener.getsockname()[1]}"
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                client, _ = self.listener.accept()
+                server = socket.create_connection(("127.0.0.1", self.port))
+                self.links += [client, server]
+                if self.hanging_up:
+                    client.sendall(server.recv(256))  # "SSH-2.0-OpenSSH_…": the handshake starts
+                    client.close()
+                    server.close()
+                    continue
+                for source, sink in ((client, server), (server, client)):
+                    threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        for end in (source, sink):
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+
+    def hang_up(self) -> None:
+        self.hanging_up = True
+        for link in self.links:
+            with contextlib.suppress(OSError):
+                link.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self.listener.close()
+        self.hang_up()
+
+
+def test_a_connection_dropped_mid_handshake_is_named(chat_over: ChatOver, sshd: Sshd, tmp_path: Path) -> None:
+    """paramiko raises its transport's EOFError, not one of its SSHExceptions, when the server's end
+    goes away before the session is up (and when a channel is being opened as the link drops): it
+    once reached a user as "Something went wrong"."""
+    relay = Relay(sshd.port)
+    try:
+        home = tmp_path / "relayed"  # the same client, trusting the same host key at the relay's port
+        shutil.copytree(sshd.home, home)
+        known_hosts = home / ".ssh" / "known_hosts"
+        key = known_hosts.read_text().split(" ", 1)[1]
+        known_hosts.write_text(f"[127.0.0.1]:{relay.address.split(':')[1]} {key}")
+        url = f"ssh://{sshd.user}@{relay.address}"
+        chat = chat_over(type("Relayed", (), {"url": url, "home": home})())
+        assert "Cannot reach" not in chat("@edge images")
+        relay.hang_up()  # the bot's connection drops; reconnecting, the server hangs up mid-handshake
+        assert chat("@edge images").strip() == (
+            f"Cannot reach the Docker engine on host edge ({url}):"
+            " the ssh handshake did not complete (its server did not answer in time, or hung up)"
+        )
+        assert "2 Docker hosts, 1 up" in chat("hosts")
+        # The same EOFError from an established session (opening a channel as the link drops):
+        assert isinstance(EOFError(), connection_errors())
+        assert connection_cause(EOFError()) == "the ssh connection dropped"
+    finally:
+        relay.close()

@@ -29,7 +29,7 @@ from bot.core.commands import (
 )
 from bot.core.services import Services
 from bot.engine.fleet import CapturingReply, HostResult, fan_out, fleet_message
-from bot.engine.hosts import CONNECTION_ERRORS, DockerHost, EngineUnavailable, connection_cause
+from bot.engine.hosts import DockerHost, EngineUnavailable, connection_cause, connection_errors
 from bot.logs import request_id_var
 from bot.render.formatting import ellipsis
 from bot.render.messages import ACTION_KEY, ACTION_PREFIX, Message, code_blocks, plain, section
@@ -103,7 +103,7 @@ def outcome_of(error: BaseException) -> str:
     """A short, bounded label for metrics."""
     if isinstance(error, UsageError):
         return "usage"
-    if isinstance(error, (EngineUnavailable, *CONNECTION_ERRORS)):
+    if isinstance(error, (EngineUnavailable, *connection_errors())):
         return "engine_unavailable"
     if isinstance(error, UserError):
         return "user_error"
@@ -339,7 +339,7 @@ class Router:
             return plain(str(error))
         if isinstance(error, docker.errors.APIError):
             return plain(f"Error response from daemon: {error.explanation or error}")
-        if isinstance(error, CONNECTION_ERRORS):
+        if isinstance(error, connection_errors()):
             return plain(str(EngineUnavailable(host, connection_cause(error))))
         log.exception("unexpected error (error id %s)", request_id)
         what = f"`/docker {command}`" if command else "that"

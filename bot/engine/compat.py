@@ -1,25 +1,53 @@
 """Every use of docker-py's (and urllib3's) private parts, in one place.
 
 docker-py has no public call for a GET with query parameters and a timeout of its own, for a
-streamed POST whose read timeout differs from the connect timeout, or for its ssh adapter's
-settings. What the bot relies on is here, and tests/test_compat.py checks that the pinned
-versions still have it, so an upgrade fails there, not in production.
+streamed POST whose read timeout differs from the connect timeout, for its ssh adapter's
+settings, or for leaving its ssh transport (and paramiko) unimported until an ssh:// host needs
+it. What the bot relies on is here, and tests/test_compat.py checks that the pinned versions
+still have it, so an upgrade fails there, not in production.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import docker
-import requests
+if TYPE_CHECKING:  # docker is imported by whoever makes a client, after `defer_ssh_transport`
+    import docker
+    import requests
 
-SshAdapterBase: type = docker.transport.SSHHTTPAdapter  # type: ignore[attr-defined]
+# docker-py's ssh transport: importing it imports paramiko, cryptography, PyNaCl and bcrypt (measured:
+# 16-19 MB of RSS in each of the bot's processes), and `import docker` imports it.
+SSH_TRANSPORT = "docker.transport.sshconn"
+
+
+def defer_ssh_transport() -> None:
+    """Keep `import docker` from importing its ssh transport, until an ssh:// host needs it.
+
+    docker-py treats that transport as optional (paramiko is its `ssh` extra): docker.transport and
+    docker.api.client each import it in a `try: ... except ImportError: pass`. A None entry in
+    sys.modules is the import system's documented way to make an import raise ModuleNotFoundError,
+    so until `ssh_adapter_base` lifts it, docker-py runs as if paramiko were not installed. Run
+    before anything imports docker: bot/__init__.py does. A transport already imported is kept."""
+    sys.modules.setdefault(SSH_TRANSPORT, None)
+
+
+def ssh_adapter_base() -> type:
+    """docker-py's ssh adapter class, importing its transport (and paramiko) now: only for a
+    process that has an ssh:// host."""
+    if SSH_TRANSPORT in sys.modules and sys.modules[SSH_TRANSPORT] is None:
+        del sys.modules[SSH_TRANSPORT]
+    from docker.transport.sshconn import SSHHTTPAdapter
+
+    return SSHHTTPAdapter  # type: ignore[no-any-return]
 
 
 def install_ssh_adapter(adapter: type) -> None:
-    """docker-py builds its ssh adapter itself, by this name in docker.api.client, and has no
-    other way in for timeouts or a shared pool."""
+    """docker-py builds its ssh adapter itself, by this name in docker.api.client (bound there
+    only if its transport was imported), and has no other way in for timeouts or a shared pool."""
+    import docker.api.client
+
     docker.api.client.SSHHTTPAdapter = adapter  # type: ignore[attr-defined]
 
 

@@ -7,18 +7,18 @@ down at start-up (or is down now) is retried on the next command.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from types import ModuleType
 
 import docker
-import paramiko
 import requests
 import urllib3
 
 from bot.engine import compat
-from bot.engine.compat import SshAdapterBase, install_ssh_adapter, negotiate_version, wait_for_free_connection
+from bot.engine.compat import negotiate_version
 from bot.errors import UserError
 
 
@@ -29,32 +29,41 @@ class EngineUnavailable(UserError):
         super().__init__(f"Cannot reach the Docker engine on host `{host.name}` ({host.address}): {cause}")
 
 
-# Errors raised by requests/urllib3/docker when the engine cannot be reached at all; paramiko's for ssh://
-# hosts (a session that dropped, or a channel the server would not open).
-CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+# Errors raised by requests/urllib3/docker when the engine cannot be reached at all.
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     requests.exceptions.ConnectionError,
     requests.exceptions.Timeout,
     ConnectionError,
-    paramiko.SSHException,
     urllib3.exceptions.EmptyPoolError,  # every connection to an ssh:// host stayed busy (SSH_SESSIONS)
 )
 _SSH_NO_HANDSHAKE = "the ssh handshake did not complete (its server did not answer in time, or hung up)"
-_SSH_KEY_REFUSED = "ssh authentication failed (is the bot's key in the host's authorized_keys?)"
+_SSH_MODULE = "bot.engine.sshhost"
+
+
+def _ssh() -> ModuleType | None:
+    """bot.engine.sshhost if this process has connected to an ssh:// host, else None: it imports
+    paramiko, so before that no error of paramiko's can have been raised."""
+    return sys.modules.get(_SSH_MODULE)
+
+
+def connection_errors() -> tuple[type[BaseException], ...]:
+    """The errors that mean an engine cannot be reached (for `except` and isinstance): requests',
+    urllib3's and docker's, and paramiko's for ssh:// hosts once one is used (also from a streamed
+    read, e.g. a pull's progress)."""
+    ssh = _ssh()
+    return _CONNECTION_ERRORS + ssh.ERRORS if ssh is not None else _CONNECTION_ERRORS
 
 
 def connection_cause(error: BaseException) -> str:
     """A short, human cause for a connection failure (no URLs with credentials, no tracebacks)."""
-    if isinstance(error, paramiko.BadHostKeyException):
-        return "its ssh host key does not match the bot's known_hosts"
-    if isinstance(error, paramiko.AuthenticationException):
-        return _SSH_KEY_REFUSED
+    ssh = _ssh()
+    found = ssh.cause(error) if ssh is not None else None
+    if found:
+        return str(found)
     if isinstance(error, urllib3.exceptions.EmptyPoolError):
         return (
             f"all {SSH_SESSIONS} of the bot's ssh sessions to it stayed busy (long pulls?); try again later"
         )
-    if isinstance(error, paramiko.ChannelException):
-        # docker-py opens a session per HTTP connection and keeps idle ones; sshd limits them.
-        return "its ssh server refused another session (MaxSessions in its sshd_config, 10 by default)"
     text = str(error)
     for marker, cause in (
         ("No such file or directory", "the engine's socket does not exist (is dockerd running?)"),
@@ -66,7 +75,6 @@ def connection_cause(error: BaseException) -> str:
         ("Error reading SSH protocol banner", _SSH_NO_HANDSHAKE),
         ("No existing session", _SSH_NO_HANDSHAKE),  # paramiko, when the handshake died first
         ("not found in known_hosts", "its ssh host key is not in the bot's known_hosts"),
-        ("No authentication methods available", _SSH_KEY_REFUSED),
         ("SSH session not active", "the ssh connection dropped"),
         ("Socket is closed", "the ssh connection dropped"),
         (
@@ -83,45 +91,6 @@ def connection_cause(error: BaseException) -> str:
 _PROVISIONAL_VERSION = "1.41"  # replaced by the engine's own before any real call
 # Connections (ssh sessions) to one ssh:// host at once: below sshd's default MaxSessions of 10.
 SSH_SESSIONS = 8
-SSH_HANDSHAKE_TIMEOUT = 10.0  # seconds for each of TCP connect, the server's banner, authentication
-SSH_KEEPALIVE = 30  # seconds: an idle link (the ledger's event stream) is not dropped by a firewall
-
-
-class _SshAdapter(SshAdapterBase):  # type: ignore[misc,valid-type]
-    """docker-py's ssh adapter with what it leaves out for a served bot.
-
-    Timeouts: without them, a host that drops packets holds a command (and the host's lock) for
-    the kernel's TCP timeout, about two minutes, and a server that accepts but never speaks holds
-    it until paramiko's own defaults run out.
-
-    One pool of at most SSH_SESSIONS connections per host, which a request waits for up to the
-    host's timeout: docker-py keeps a pool per request URL and opens a connection (an ssh session)
-    whenever its pool has none free. Over one login, sshd refuses sessions past MaxSessions, and a
-    dozen opened at once fail (measured: 10 of 12 concurrent calls)."""
-
-    def __init__(self, base_url: str, timeout: float = 60, *args: Any, **kwargs: Any) -> None:
-        self.handshake_timeout = min(SSH_HANDSHAKE_TIMEOUT, timeout)  # read by the calls below
-        super().__init__(base_url, timeout, *args, **kwargs)
-
-    def _create_paramiko_client(self, base_url: str) -> None:
-        super()._create_paramiko_client(base_url)
-        wait = self.handshake_timeout
-        self.ssh_params.update(timeout=wait, banner_timeout=wait, auth_timeout=wait)
-
-    def _connect(self) -> None:
-        super()._connect()
-        ssh = self.ssh_client  # named apart: test_deploy takes any `client.<name>(` for a Slack call
-        transport = ssh.get_transport() if ssh else None
-        if transport is not None:
-            transport.set_keepalive(SSH_KEEPALIVE)
-
-    def get_connection(self, url: str, proxies: Any = None) -> Any:
-        pool = super().get_connection("http+docker://ssh", proxies)  # one key: one pool for every URL
-        wait_for_free_connection(pool, self.timeout)
-        return pool
-
-
-install_ssh_adapter(_SshAdapter)
 
 
 @dataclass(frozen=True)
@@ -147,7 +116,7 @@ class DockerHost:
 
     def client(self) -> docker.DockerClient:
         with self._lock:
-            if self._client is not None and _ssh_dropped(self._client):
+            if self._client is not None and self._ssh_dropped(self._client):
                 # docker-py never reopens a dropped ssh connection: its pools keep the dead transport.
                 self._client.close()
                 self._client = None
@@ -159,8 +128,18 @@ class DockerHost:
     def api(self) -> docker.APIClient:
         return self.client().api
 
+    @property
+    def is_ssh(self) -> bool:
+        return self.address.startswith("ssh://")
+
+    def _ssh_dropped(self, client: docker.DockerClient) -> bool:
+        ssh = _ssh() if self.is_ssh else None
+        return ssh is not None and bool(ssh.dropped(client))
+
     def _connect(self) -> docker.DockerClient:
-        ssh = self.address.startswith("ssh://")
+        ssh = self.is_ssh
+        if ssh:
+            import bot.engine.sshhost  # noqa: F401 - installs the bot's ssh adapter; imports paramiko
         # Negotiate the API version only once the transport is set up as it will be used.
         version = _PROVISIONAL_VERSION if self.tls or ssh else None
         pool_size = min(self.max_pool_size, SSH_SESSIONS) if ssh else self.max_pool_size
@@ -188,8 +167,11 @@ class DockerHost:
             if version is not None:
                 negotiate_version(client.api)
             return client
-        except (docker.errors.DockerException, paramiko.SSHException, OSError) as error:  # OSError: ssh://
-            raise EngineUnavailable(self, connection_cause(error.__cause__ or error)) from error
+        except (docker.errors.DockerException, OSError, *connection_errors()) as error:  # OSError: ssh://
+            cause = error.__cause__ or error
+            # paramiko raises its transport's EOFError when the server hung up before the session was up
+            reason = _SSH_NO_HANDSHAKE if isinstance(cause, EOFError) else connection_cause(cause)
+            raise EngineUnavailable(self, reason) from error
 
     def ping(self, timeout: float = 2.0) -> bool:
         """Whether the engine answers now (readiness); never raises."""
@@ -205,14 +187,6 @@ class DockerHost:
             if self._client is not None:
                 self._client.close()
                 self._client = None
-
-
-def _ssh_dropped(client: docker.DockerClient) -> bool:
-    ssh = getattr(getattr(client.api, "_custom_adapter", None), "ssh_client", None)
-    if not isinstance(ssh, paramiko.SSHClient):
-        return False
-    transport = ssh.get_transport()
-    return transport is None or not transport.is_active()
 
 
 class HostPool:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import docker
 
 from bot import metrics
-from bot.engine.hosts import CONNECTION_ERRORS, DockerHost, EngineUnavailable, connection_cause
+from bot.engine.hosts import DockerHost, EngineUnavailable, connection_cause, connection_errors
 from bot.engine.removal import explain
 from bot.errors import UserError
 from bot.jobs.cleanup_plan import CleanupPlan, plan_cleanup
@@ -59,7 +59,7 @@ def run_cleanup(
     started = time.monotonic()
     try:
         plan = plan_now(services, host, policy, record=True)
-    except (EngineUnavailable, *CONNECTION_ERRORS) as error:
+    except (EngineUnavailable, *connection_errors()) as error:
         cause = error.cause if isinstance(error, EngineUnavailable) else connection_cause(error)
         result = CleanupResult(
             host.name, policy.text, errors=[f"Cannot reach the Docker engine on {host.name}: {cause}."]

@@ -15,7 +15,7 @@ from typing import Any
 import docker
 
 from bot.engine.diskusage import images_usage
-from bot.engine.hosts import CONNECTION_ERRORS, connection_cause
+from bot.engine.hosts import connection_cause, connection_errors
 from bot.engine.images import ImageIndex, Summary, list_images
 from bot.engine.removal import Seen, explain, recheck, remove
 from bot.jobs.cleanup_plan import Candidate, CleanupPlan, containers_by_image
@@ -118,7 +118,7 @@ def _remove_one(api: docker.APIClient, cand: Candidate, current: Summary) -> Rem
         ref = queue.pop(0)
         try:
             removal = remove(api, ref)
-        except CONNECTION_ERRORS as error:
+        except connection_errors() as error:
             raise _EngineDown(connection_cause(error)) from error
         if removal.not_found:
             continue
@@ -206,7 +206,7 @@ def execute_cleanup(
                 try:
                     current, skip = _recheck(cand, fresh)
                     outcome = skip if skip is not None else _remove_one(api, cand, current)  # type: ignore[arg-type]
-                except (_EngineDown, *CONNECTION_ERRORS) as error:
+                except (_EngineDown, *connection_errors()) as error:
                     down.append(str(error) if isinstance(error, _EngineDown) else connection_cause(error))
                     outcome = _skip(cand, "not attempted", "engine unreachable")
                 except docker.errors.APIError as error:
@@ -241,7 +241,7 @@ def execute_cleanup(
                 result.errors.append(f"Build cache: {explain(error)}")
         if not down and result.before is not None:
             result.after = images_on_disk("after")
-    except CONNECTION_ERRORS as error:
+    except connection_errors() as error:
         result.errors.append(f"Cannot reach the Docker engine on {plan.host}: {connection_cause(error)}.")
     except docker.errors.APIError as error:
         result.errors.append(explain(error))

@@ -30,7 +30,7 @@ from sqlalchemy.engine import Engine
 
 from bot.engine.fleet import fan_out
 from bot.engine.hostinfo import image_store
-from bot.engine.hosts import CONNECTION_ERRORS, EngineUnavailable, connection_cause
+from bot.engine.hosts import EngineUnavailable, connection_cause, connection_errors
 from bot.engine.images import list_images
 from bot.engine.reference import InvalidReference, Reference, parse_reference
 from bot.engine.registry import CURRENT, GONE, RegistryClient, RemoteDigest
@@ -209,7 +209,7 @@ def _why(
     host = services.hosts.get(host_name)
     if isinstance(error, EngineUnavailable):
         return error.cause
-    if isinstance(error, CONNECTION_ERRORS):
+    if isinstance(error, connection_errors()):
         return str(EngineUnavailable(host, connection_cause(error)).cause)
     if isinstance(error, docker.errors.APIError):
         return f"Error response from daemon: {error.explanation or error}"

@@ -24,7 +24,7 @@ import docker
 import requests
 
 from bot.engine import dfcall
-from bot.engine.hosts import CONNECTION_ERRORS, EngineUnavailable, connection_cause
+from bot.engine.hosts import EngineUnavailable, connection_cause, connection_errors
 from bot.engine.images import NONE, Summary, images_in_use, list_images
 from bot.engine.reference import familiar
 from bot.render.formatting import (
@@ -370,7 +370,7 @@ def run_scheduled_report(services: Services, host: DockerHost, params: dict[str,
         return build_report(services, host)
     except EngineUnavailable as error:
         problem = str(error)
-    except CONNECTION_ERRORS as error:
+    except connection_errors() as error:
         problem = str(EngineUnavailable(host, connection_cause(error)))
     except docker.errors.APIError as error:
         problem = f"Error response from daemon: {error.explanation or error}"
