@@ -134,6 +134,33 @@ class BotProcess:
                     todo += children.read_text().split()
         return total_kb / 1024
 
+    def memory_by_process(self) -> dict[str, tuple[float, float]]:
+        """(VmRSS, PSS) in MB of each of the bot's processes by role: `front` (`python -m bot serve`),
+        `worker` (bot.runtime.worker) and multiprocessing's `resource tracker`. PSS splits each page
+        shared between processes (libraries, the interpreter) among them; VmRSS counts it in each."""
+        assert self.proc is not None
+        found: dict[str, tuple[float, float]] = {}
+        todo = [str(self.proc.pid)]
+        while todo:
+            pid = todo.pop()
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+                role = (
+                    "front"
+                    if int(pid) == self.proc.pid
+                    else "resource tracker"
+                    if b"resource_tracker" in cmdline
+                    else "worker"
+                    if b"multiprocessing.spawn" in cmdline
+                    else f"other {pid}"
+                )
+                rss = _kb(Path(f"/proc/{pid}/status").read_text(), "VmRSS")
+                pss = _kb(Path(f"/proc/{pid}/smaps_rollup").read_text(), "Pss")
+                found[role] = (rss / 1024, pss / 1024)
+                for children in Path(f"/proc/{pid}/task").glob("*/children"):
+                    todo += children.read_text().split()
+        return found
+
     def metrics(self) -> str:
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         with opener.open(f"http://127.0.0.1:{self.health_port}/metrics", timeout=10) as resp:
@@ -193,6 +220,11 @@ class BotProcess:
         else:
             assert self.sender is not None
             self.sender.send([envelope("interactive", payload)], 1)
+
+
+def _kb(text: str, field: str) -> int:
+    found = re.search(rf"^{field}:\s+(\d+) kB", text, re.M)
+    return int(found.group(1)) if found else 0
 
 
 def burst(
