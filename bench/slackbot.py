@@ -135,9 +135,10 @@ class BotProcess:
         return total_kb / 1024
 
     def memory_by_process(self) -> dict[str, tuple[float, float]]:
-        """(VmRSS, PSS) in MB of each of the bot's processes by role: `front` (`python -m bot serve`),
-        `worker` (bot.runtime.worker) and multiprocessing's `resource tracker`. PSS splits each page
-        shared between processes (libraries, the interpreter) among them; VmRSS counts it in each."""
+        """(VmRSS, PSS) in MB of each of the bot's processes: `front` (`python -m bot serve`), `worker`
+        (bot.runtime.worker) and any other (before issue 17: multiprocessing's resource tracker). PSS
+        splits each page shared between processes (libraries, the interpreter) among them; VmRSS
+        counts it in each."""
         assert self.proc is not None
         found: dict[str, tuple[float, float]] = {}
         todo = [str(self.proc.pid)]
@@ -145,18 +146,9 @@ class BotProcess:
             pid = todo.pop()
             with contextlib.suppress(FileNotFoundError, ProcessLookupError):
                 cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-                role = (
-                    "front"
-                    if int(pid) == self.proc.pid
-                    else "resource tracker"
-                    if b"resource_tracker" in cmdline
-                    else "worker"
-                    if b"multiprocessing.spawn" in cmdline
-                    else f"other {pid}"
-                )
                 rss = _kb(Path(f"/proc/{pid}/status").read_text(), "VmRSS")
                 pss = _kb(Path(f"/proc/{pid}/smaps_rollup").read_text(), "Pss")
-                found[role] = (rss / 1024, pss / 1024)
+                found[_role(cmdline, int(pid) == self.proc.pid)] = (rss / 1024, pss / 1024)
                 for children in Path(f"/proc/{pid}/task").glob("*/children"):
                     todo += children.read_text().split()
         return found
@@ -220,6 +212,15 @@ class BotProcess:
         else:
             assert self.sender is not None
             self.sender.send([envelope("interactive", payload)], 1)
+
+
+def _role(cmdline: bytes, front: bool) -> str:
+    if front:
+        return "front"
+    for marker, role in ((b"resource_tracker", "resource tracker"), (b"multiprocessing.spawn", "worker")):
+        if marker in cmdline:
+            return role
+    return "worker" if b"bot.runtime.worker" in cmdline else cmdline.replace(b"\0", b" ").decode()[:40]
 
 
 def _kb(text: str, field: str) -> int:

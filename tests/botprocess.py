@@ -76,7 +76,7 @@ def worker_pid(bot: BotProcess) -> int | None:
                 cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
             except FileNotFoundError:
                 continue
-            if b"multiprocessing.spawn" in cmdline and b"resource_tracker" not in cmdline:
+            if b"bot.runtime.worker" in cmdline:
                 return int(pid)
     return None
 

@@ -9,6 +9,12 @@ and the last-use ledger, and answers Slack itself.
 
 The worker is supervised: it dies with this process (PR_SET_PDEATHSIG), is restarted with backoff
 if it ends unexpectedly, and on shutdown finishes its replies before this process exits.
+
+It is a fresh interpreter (`python -m bot.runtime.worker`), started with subprocess rather than
+multiprocessing: fork would copy our threads' locks, and multiprocessing's spawn and forkserver
+also start a resource tracker process (12 MB of RSS) that would track nothing here, since the bot
+makes no named semaphores or shared memory. The pipe between the two is a multiprocessing
+Connection all the same.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import multiprocessing
 import os
 import queue
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -55,12 +62,11 @@ class WorkerProcess:
         self, slack: WebClient | None = None, *, restart_backoff: tuple[float, float] = (1.0, 30.0)
     ) -> None:
         self._slack = slack  # to mark the messages of jobs a dead worker left (see `_mark_interrupted`)
-        self._context = multiprocessing.get_context("spawn")  # no forked locks from our threads
         self._outbox: queue.Queue[tuple[Any, ...] | None] = queue.Queue()
         self._backoff = restart_backoff
         self._lock = threading.Condition()
         self._conn: Connection | None = None  # the live worker's pipe, once it said it is ready
-        self._process: Any = None
+        self._process: WorkerChild | None = None
         self._stopping = threading.Event()
         self._started = threading.Event()
         self._failure: str | None = None
@@ -120,10 +126,7 @@ class WorkerProcess:
     def _supervise(self) -> None:
         delay = self._backoff[0]
         while not self._stopping.is_set():
-            parent_end, child_end = self._context.Pipe()
-            process = self._context.Process(target=run_worker, args=(child_end,), name="dockerbot-worker")
-            process.start()
-            child_end.close()
+            parent_end, process = start_worker_process()
             self._process = process
             message = _first_message(parent_end, process)
             if message and message[0] == "ready":
@@ -133,7 +136,9 @@ class WorkerProcess:
                 self._started.set()
                 delay = self._backoff[0]
             elif not self._started.is_set():  # the first start failed: the bot cannot serve
+                process.join()
                 self._failure = message[1] if message else f"the worker exited with code {process.exitcode}"
+                process.close()
                 self._started.set()
                 return
             self._watch(parent_end, process)
@@ -180,6 +185,7 @@ class WorkerProcess:
                 if process.sentinel not in ready:
                     continue
             process.join()
+            process.close()
             return
 
     def _tell(
@@ -268,6 +274,53 @@ def _mark_interrupted(slack: WebClient, live: list[tuple[str, str]]) -> None:
             log.exception("could not mark an interrupted message")
 
 
+class WorkerChild:
+    """The worker process, as the front sees it: `sentinel` is readable once it has exited."""
+
+    def __init__(self, popen: subprocess.Popen[bytes], sentinel: int) -> None:
+        self._popen = popen
+        self.sentinel = sentinel
+        self.pid = popen.pid
+
+    @property
+    def exitcode(self) -> int | None:
+        return self._popen.poll()
+
+    def join(self, timeout: float | None = None) -> None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._popen.wait(timeout)
+
+    def kill(self) -> None:
+        self._popen.kill()
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.sentinel)
+
+
+def start_worker_process() -> tuple[Connection, WorkerChild]:
+    """Start `python -m bot.runtime.worker` (same interpreter, working directory and environment as
+    this process's `python -m bot`, so it finds the same bot) with its end of a duplex pipe and the
+    write end of a sentinel pipe, which closes when it exits (as multiprocessing's sentinel does)."""
+    ours, theirs = multiprocessing.Pipe()
+    sentinel, held = os.pipe()
+    fds = (theirs.fileno(), held)
+    try:
+        popen = subprocess.Popen(
+            [sys.executable, "-m", "bot.runtime.worker", *map(str, fds)],
+            pass_fds=fds,
+            stdin=subprocess.DEVNULL,
+        )
+    except BaseException:
+        ours.close()
+        os.close(sentinel)
+        raise
+    finally:
+        theirs.close()
+        os.close(held)
+    return ours, WorkerChild(popen, sentinel)
+
+
 def _first_message(conn: Connection, process: Any) -> tuple[Any, ...] | None:
     """The worker's "ready" or ("failed", why); None if it died without a word."""
     while True:
@@ -291,6 +344,15 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent:  # the parent died before prctl took effect
         os._exit(1)
+
+
+def main(argv: list[str]) -> None:
+    """(In the worker process.) `python -m bot.runtime.worker PIPE_FD SENTINEL_FD`, as
+    start_worker_process runs it."""
+    pipe, sentinel = (int(fd) for fd in argv)
+    for fd in (pipe, sentinel):  # ours alone: a process we start must not hold the front's pipes
+        os.set_inheritable(fd, False)
+    run_worker(Connection(pipe))  # the sentinel stays open until this process exits
 
 
 def run_worker(conn: Connection) -> None:
@@ -415,3 +477,7 @@ def finish(services: Any, work: ThreadPoolExecutor) -> None:
     if services.ledger is not None:
         services.ledger.stop()
     services.close()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
