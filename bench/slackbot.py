@@ -121,7 +121,7 @@ class BotProcess:
         return "\n".join(text[-lines:])
 
     def rss_mb(self) -> float:
-        """VmRSS of the bot's processes: the front, its worker and multiprocessing's helper."""
+        """VmRSS of the bot's processes: the front, its worker and any process they started."""
         assert self.proc is not None
         total_kb, todo = 0, [str(self.proc.pid)]
         while todo:
