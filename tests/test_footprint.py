@@ -1,6 +1,7 @@
 """Each of the served bot's processes loads only what it needs (issue 17's footprint): with no ssh://
 host, neither loads paramiko's stack (cryptography, PyNaCl, bcrypt); the HTTP server (uvicorn on
-httptools and uvloop) is only in the front, the job store's SQLAlchemy only in the worker.
+httptools and uvloop) is only in the front, the job store's SQLAlchemy only in the worker, and
+matplotlib only where a chart is drawn.
 
 What a process loaded is read from the outside, as /proc/PID/maps lists the extension modules
 (.so files) mapped into it: paramiko itself is pure Python, but it cannot run without them.
@@ -21,6 +22,7 @@ from tests.test_operations import _get
 
 SSH_STACK = {"cryptography", "nacl", "bcrypt", "_cffi_backend"}
 HTTP_SERVER = {"httptools", "uvloop"}
+CHARTS = {"matplotlib", "numpy", "kiwisolver"}  # `report` draws its chart on demand
 
 
 def extension_packages(pid: int) -> set[str]:
@@ -46,6 +48,7 @@ def test_the_served_processes_load_what_they_need(
         front, back = extension_packages(bot.proc.pid), extension_packages(worker)
         assert front >= HTTP_SERVER and "pydantic_core" in back  # what they run on is seen
         assert not front & SSH_STACK and not back & SSH_STACK
+        assert not front & CHARTS and not back & CHARTS
         assert not back & HTTP_SERVER
         assert "sqlalchemy" in back and "sqlalchemy" not in front
     finally:
