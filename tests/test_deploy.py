@@ -1,8 +1,9 @@
 """Deploy artifacts (deploy/): the Slack manifest against Slack's schema, the image, compose, the
 socket proxy in front of a real engine, the Helm chart and the systemd unit.
 
-Tools that may be missing (haproxy, docker compose, helm, systemd-analyze) skip only their own
-check, with the reason; everything else always runs.
+helm and docker compose, when this machine has neither, are fetched once (bot/sandbox/deploytools.py).
+Tools that may be missing (haproxy, systemd-analyze) skip only their own check, with the reason;
+everything else always runs.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import pytest
 import yaml
 
 from bot.core.settings import Settings, env_key
-from bot.sandbox import Engine
+from bot.sandbox import Engine, deploytools
 from bot.slack.app import BOT_EVENTS, SLASH_COMMAND
 from bot.slack.client import WEB_API_METHODS, DeclaredWebClient, UndeclaredSlackMethod
 from tests.chat import ChatBot
@@ -378,21 +379,9 @@ def test_least_privilege_compose_keeps_the_socket_behind_the_proxy() -> None:
         assert service["cap_drop"] == ["ALL"] and "no-new-privileges:true" in service["security_opt"]
 
 
-def compose_command() -> list[str] | None:
-    for command in (["docker", "compose"], ["docker-compose"]):
-        if (
-            shutil.which(command[0])
-            and subprocess.run([*command, "version"], capture_output=True, timeout=60).returncode == 0
-        ):
-            return command
-    return None
-
-
 @pytest.mark.parametrize("path", [COMPOSE, COMPOSE_PROXY], ids=["socket", "socket-proxy"])
 def test_compose_files_render(path: Path, tmp_path: Path) -> None:
-    command = compose_command()
-    if command is None:
-        pytest.skip("neither `docker compose` nor `docker-compose` is installed: compose config not rendered")
+    command = deploytools.compose()  # the machine's, else Debian's, fetched once
     copy_dir = tmp_path / "deploy"
     shutil.copytree(DEPLOY, copy_dir)
     (copy_dir / "dockerbot.env").write_text("SLACK_BOT_TOKEN=xoxb-test\n")
@@ -819,10 +808,7 @@ def test_one_replica_recreated_with_probes_on_the_health_port() -> None:
 
 
 def helm_template(tmp_path: Path, *sets: str) -> subprocess.CompletedProcess[str]:
-    helm = shutil.which("helm")
-    if helm is None:
-        pytest.skip("helm is not installed: the chart is not rendered (light checks above still ran)")
-    args = [helm, "template", "rel", str(CHART)]
+    args = [deploytools.helm(), "template", "rel", str(CHART)]  # the machine's, else fetched once
     for item in sets:
         args += ["--set", item]
     return subprocess.run(

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import bot.sandbox as package
+from bot.sandbox import deploytools
 from bot.sandbox.newengine import fetch_new_engine
 from bot.sandbox.packages import ensure_packages
 from bot.sandbox.processes import _exit_on_sigterm
@@ -32,10 +33,14 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser(
         "fetch-engine", help="fetch and unpack the newest Debian engine the tests also run (containerd store)"
     )
+    sub.add_parser("fetch-tools", help="fetch helm and docker compose for the deploy tests (if not on PATH)")
     args = parser.parse_args(argv)
 
     if args.cmd == "install":
         ensure_packages()
+        return 0
+    if args.cmd == "fetch-tools":
+        print(f"helm: {deploytools.helm()}\ncompose: {' '.join(deploytools.compose())}", flush=True)
         return 0
     if args.cmd == "fetch-engine":
         binaries = fetch_new_engine()

@@ -68,7 +68,7 @@ def _cached(cache: Path) -> EngineBinaries | None:
 
 
 @contextlib.contextmanager
-def _lock(cache: Path) -> Iterator[None]:
+def cache_lock(cache: Path) -> Iterator[None]:
     cache.mkdir(parents=True, exist_ok=True)
     with (cache / ".lock").open("w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)  # two worktrees' test runs must not download into one tree at once
@@ -79,7 +79,7 @@ def fetch_new_engine(cache: Path = ENGINE_CACHE, refresh: bool = False) -> Engin
     """The unpacked engine from `cache`, fetching it first when absent (or when `refresh`).
 
     Raises RuntimeError when no suite offers all three packages in a form that runs here."""
-    with _lock(cache):
+    with cache_lock(cache):
         if not refresh and (found := _cached(cache)) is not None:
             return found
         apt = AptState(cache / "apt", SUITES)
