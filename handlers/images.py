@@ -3,6 +3,7 @@
 A page is one code section (header line + as many rows as fit in 3,000 chars). When there are
 more, a **More** button carries only a random token: the rows stay here, in a small in-memory
 LRU, so a press never re-runs a command (Botkube's issue #907: a button that re-ran its command).
+The whole table follows the first page as a file, in a message of its own.
 """
 
 from __future__ import annotations
@@ -66,18 +67,19 @@ def page_message(listing: Listing, token: str, page: int) -> Message:
     if count > 1:
         note += f" · rows {start + 1}–{end} of {len(listing.rows)} · page {page + 1} of {count}"
     blocks = [section(code(table)), context(note)]
-    files = []
     if page + 1 < count:
         blocks.append(actions(button("More", MORE_ACTION, value=f"{token}:{page + 1}")))
-    if page == 0 and count > 1:
-        files.append(
-            File(
-                name="images.txt",
-                content=listing.text,
-                title=f"docker images on {listing.host} ({len(listing.rows)} rows)",
-            )
-        )
-    return Message(text=f"docker images on {listing.host}: {note}", blocks=blocks, files=files)
+    return Message(text=f"docker images on {listing.host}: {note}", blocks=blocks)
+
+
+def table_file(listing: Listing) -> Message:
+    """The whole table as a file, in a message of its own: sent after the first page, so that page
+    does not wait for an upload of the whole table (10,000 rows are ~700 kB)."""
+    rows = len(listing.rows)
+    title = f"docker images on {listing.host} ({rows} rows)"
+    file = File(name="images.txt", content=listing.text, title=title)
+    text = f"docker images on {listing.host}: {listing.summary} · the whole table ({rows} rows) as a file"
+    return Message(text=text, files=[file])
 
 
 def parse_filters(values: list[str]) -> dict[str, list[str]]:
@@ -129,8 +131,11 @@ def run(req: Request, reply: Reply) -> None:
         pages=paginate(header, lines),
         summary=summary_line(images, images_in_use(api)),
     )
-    token = req.services.listings.add(listing) if len(listing.pages) > 1 else ""
+    paged = len(listing.pages) > 1
+    token = req.services.listings.add(listing) if paged else ""
     reply.send(page_message(listing, token, 0))
+    if paged:
+        reply.send(table_file(listing))
 
 
 def _nothing(reference: str | None, filtered: bool, host: str) -> str:

@@ -209,10 +209,13 @@ def display_width(text: str) -> int:
     return total
 
 
-def _clean_cell(cell: str) -> str:
+def _clean_cell(cell: object) -> str:
     # A tab or newline inside a cell would break the columns; the CLI
     # replaces newlines with spaces in the same spirit for search results.
-    return cell.replace("\r\n", " ").replace("\n", " ").replace("\r", " ").replace("\t", " ")
+    text = str(cell)
+    if text.isprintable():  # no tab, newline or other control character: the common case, as it is
+        return text
+    return text.replace("\r\n", " ").replace("\n", " ").replace("\r", " ").replace("\t", " ")
 
 
 def format_table(
@@ -227,19 +230,25 @@ def format_table(
     padded. Trailing spaces (left by an empty last cell) are stripped, since
     Slack code blocks gain nothing from them. No trailing newline.
     """
-    lines = [[_clean_cell(str(c)) for c in row] for row in [headers, *rows]]
-    ncols = max((len(line) for line in lines), default=0)
+    lines = [list(map(_clean_cell, row)) for row in [headers, *rows]]
+    ncols = max(map(len, lines), default=0)
     if ncols == 0:
         return ""
     for line in lines:
-        line.extend([""] * (ncols - len(line)))
-    # Plain ASCII (every name the engine can hold) is one cell per character: ~10x faster on 2,000 rows.
-    ascii_only = all(cell.isascii() and cell.isprintable() for line in lines for cell in line)
-    width = len if ascii_only else display_width
-    col_widths = [max(min_width, max(width(line[col]) for line in lines) + gap) for col in range(ncols - 1)]
+        if len(line) < ncols:
+            line.extend([""] * (ncols - len(line)))
+    columns = list(zip(*lines, strict=True))[:-1]
+    # Plain ASCII (every name the engine can hold) is one cell per character: one format string pads a
+    # whole line, ~10x faster on 10,000 rows than a cell at a time.
+    everything = "".join(map("".join, lines))
+    if everything.isascii() and everything.isprintable():
+        widths = [max(min_width, max(map(len, column)) + gap) for column in columns]
+        line_format = "".join(f"{{:<{w}}}" for w in widths) + "{}"
+        return "\n".join(line_format.format(*line).rstrip() for line in lines)
+    widths = [max(min_width, max(map(display_width, column)) + gap) for column in columns]
     out = []
     for line in lines:
-        parts = [cell + " " * (col_widths[i] - width(cell)) for i, cell in enumerate(line[:-1])]
+        parts = [cell + " " * (widths[i] - display_width(cell)) for i, cell in enumerate(line[:-1])]
         parts.append(line[-1])
         out.append("".join(parts).rstrip())
     return "\n".join(out)

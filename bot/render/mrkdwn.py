@@ -25,6 +25,7 @@ _LIVE = re.compile(re.escape(_OPEN) + r"(.*?)" + re.escape(_CLOSE), re.S)
 _FENCE = "```"
 _BROKEN_FENCE = "`\u200b`\u200b`"  # zero-width spaces: looks like ``` but does not end a block
 _PARTIAL_TAIL = re.compile(r"(&[a-z]{0,3}|<[^>]*)$")  # an entity or token cut in half
+_CHANGED_BY_ESCAPE = re.compile("[&<>`" + re.escape(_OPEN[0]) + "]")  # entities, fences, live marks
 
 
 def live(token: str) -> str:
@@ -62,6 +63,8 @@ def unescape(text: str) -> str:
 def slack_len(text: str) -> int:
     """Characters the text takes once escaped (and, inside `code`, its fences broken): what
     Slack's length limits count."""
+    if not _CHANGED_BY_ESCAPE.search(text):  # nothing to escape: the common case, without a copy
+        return len(text)
     return len(escape(text)) + (len(_BROKEN_FENCE) - len(_FENCE)) * text.count(_FENCE)
 
 
