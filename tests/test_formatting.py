@@ -8,6 +8,8 @@ mark the values that look surprising and say which line of Go causes them.
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bot.render.formatting import (
     created_since,
@@ -303,6 +305,40 @@ def test_format_table_empty() -> None:
     assert format_table([], []) == ""
 
 
+def _tabwriter(headers: list[str], rows: list[list[str]], gap: int, min_width: int) -> str:
+    """The rule format_table follows, written the plain way, a cell at a time: the oracle for its
+    faster paths (one format string a line for ASCII, cells left as they are when printable)."""
+    lines = [
+        [str(c).replace("\r\n", " ").replace("\n", " ").replace("\t", " ") for c in r]
+        for r in [headers, *rows]
+    ]
+    ncols = max(len(line) for line in lines)
+    lines = [line + [""] * (ncols - len(line)) for line in lines]
+    widths = [max(min_width, max(display_width(line[c]) for line in lines) + gap) for c in range(ncols - 1)]
+    out = []
+    for line in lines:
+        padded = [cell + " " * (widths[c] - display_width(cell)) for c, cell in enumerate(line[:-1])]
+        out.append(("".join(padded) + line[-1]).rstrip())
+    return "\n".join(out)
+
+
+_cells = st.text(alphabet=st.sampled_from("ab:/-_.0123456789 你…\t"), max_size=12)
+
+
+@given(
+    rows=st.lists(st.lists(_cells, min_size=1, max_size=5), min_size=1, max_size=8),
+    gap=st.integers(0, 3),
+    min_width=st.integers(0, 10),
+)
+def test_format_table_pads_every_column_as_the_plain_rule(
+    rows: list[list[str]], gap: int, min_width: int
+) -> None:
+    headers, *body = rows
+    assert format_table(headers, body, gap=gap, min_width=min_width) == _tabwriter(
+        headers, body, gap, min_width
+    )
+
+
 # --- progress: jsonmessage JSONProgress.String ------------------------------
 
 
@@ -347,3 +383,14 @@ def test_code_blocks_fit_slack_once_escaped_and_fenced() -> None:
     shown_lines = [line for body in bodies for line in body.split("\n")]
     assert shown_lines[:40] == text.split("\n")[:40], "no row is cut (only the over-long last line is)"
     assert shown_lines[40].startswith("<<<") and shown_lines[40].endswith("…")
+
+
+@given(st.text(alphabet=st.sampled_from("a <>&`\n…"), max_size=30), st.booleans())
+def test_slack_len_is_the_length_slack_counts(text: str, with_mention: bool) -> None:
+    """Escaped entities, broken fences and the bot's own live marks (whose markers Slack never sees)."""
+    from bot.render import mrkdwn
+
+    if with_mention:
+        text = f"{text}{mrkdwn.live('<@U1>')}{text}"
+    counted = len(mrkdwn.escape(text)) + 2 * text.count("```")  # a broken fence: two zero-width spaces
+    assert mrkdwn.slack_len(text) == counted

@@ -332,17 +332,23 @@ def test_sixty_rows_page_in_slack_with_more_and_a_file(
     assert len(expected) == 60
     status, _ = slack_http.command(f"images {PAGING_REPO}", tag="images")
     assert status == 200
-    [first] = slack.wait_for("response_url", lambda c: c.tag == "images", timeout=20)
-    assert first.ok, first.response
+    first, note = slack.wait_for("response_url", lambda c: c.tag == "images", count=2, timeout=20)
+    assert first.ok and note.ok, (first.response, note.response)
     _check_limits(first.body)
     page1 = bot_rows(render(Message(text="", blocks=first.body["blocks"])))
     assert 0 < len(page1) < 60
     # The whole table comes as a file (files upload v2), in the requester's DMs: the reply is private.
+    # The first page goes out before it, and a second message says where it went.
     [upload] = slack.wait_for("file_upload", ok=True)
     [complete] = slack.wait_for("files.completeUploadExternal", ok=True)
     [dm] = slack.wait_for("conversations.open", ok=True)
     assert dm.body["users"] == "U111" and complete.body["channel_id"] == dm.response["channel"]["id"]
-    assert "sent to you in a direct message" in str(first.body["blocks"])
+    order = slack.calls()
+    assert order.index(first) < order.index(dm) < order.index(complete) < order.index(note)
+    assert "sent to you in a direct message as images.txt" in render(
+        Message(text="", blocks=note.body["blocks"])
+    )
+    assert "60 rows" in note.body["text"] and "More" not in str(note.body["blocks"])
     table = upload.raw.decode()
     assert len(bot_rows(table)) == 60 and summary_of(table)[0] == 1
     [more] = next(b for b in first.body["blocks"] if b["type"] == "actions")["elements"]
@@ -377,6 +383,7 @@ def test_more_in_the_terminal_and_after_expiry(
 ) -> None:
     first = chat(f"/docker images {PAGING_REPO}")
     assert "[More]" in first and "page 1 of" in first
+    assert first.index("[More]") < first.index("(docker images on local (60 rows) saved to ")  # page first
     saved = (tmp_path / "files" / "images.txt").read_text()
     assert len(bot_rows(saved)) == 60
     second = chat("More")
