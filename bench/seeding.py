@@ -5,9 +5,10 @@ and a one-file layer; `RepoTags` in manifest.json tags it on load, so no `docker
 With `shared_layer` every image points at the same layer (the engine stores it once: ~25 ms an image);
 without it each image has its own layer, as `docker import` gives (~100 ms an image).
 
-Tens of thousands of tags are another matter on the classic store: every tag the engine adds (load,
-`docker tag`, pull) rewrites and fsyncs its whole tag file, `image/<driver>/repositories.json`, so
-tagging N images one by one costs O(N²): here (2 shared cores) 10,000 tags took 166 s by load; the API's
+Tens of thousands of tags are another matter on the classic store: every tag the engine adds or
+removes (load, `docker tag`, pull, rmi) marshals all its tags and rewrites its tag file,
+`image/<driver>/repositories.json`, atomically (moby reference/store.go, `save`), so tagging N
+images one by one costs O(N²): here (2 shared cores) 10,000 tags took 166 s by load; the API's
 /images/{id}/tag had reached 85 s at 5,000. `load_many_tags` loads the images untagged and writes
 their tags into that file while the engine is stopped: the engine reads it on start, as after a reboot.
 """
