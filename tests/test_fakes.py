@@ -34,6 +34,7 @@ from tests.fakes.slack_requests import (
     slash_command_body,
     slash_command_payload,
 )
+from tests.fakes.slack_rules import RESPONSE_URL_TTL
 
 APP_TOKEN = "xapp-1-A111-111-xxx"
 SECRET = "test-signing-secret"
@@ -176,7 +177,19 @@ def test_response_url_webhook(fake: FakeSlack) -> None:
         too_many = WebhookClient(url=url).send(blocks=[{"type": "divider"}] * 51, text="x")
     assert too_many.body == "invalid_blocks"
 
-    # post_signed signs exactly what it sends (checked with the SDK's verifier)
+    # Five messages per response_url (counting the one above), as Slack allows; a sixth is refused.
+    for _ in range(4):
+        assert WebhookClient(url=url).send(text="page").status_code == 200
+    with fake.expect_violations() as seen:
+        sixth = WebhookClient(url=url).send(text="page")
+    assert (sixth.status_code, sixth.body) == (404, "used_url") and seen[0].error == "used_url"
+    fresh = fake.response_url("cmd")
+    assert WebhookClient(url=fresh).send(text="page").status_code == 200  # a new URL
+    handed_out, used = fake._hooks[urlsplit(fresh).path]  # as if it came 30 minutes and a second ago
+    fake._hooks[urlsplit(fresh).path] = (handed_out - RESPONSE_URL_TTL - 1, used)
+    with fake.expect_violations():
+        assert WebhookClient(url=fresh).send(text="late").body == "expired_url"
+
     body = slash_command_body("search redis", response_url=url)
     with fake.expect_violations():
         status, text = post_signed(fake.response_url("signed"), body, SECRET)

@@ -208,6 +208,8 @@ class FakeSlack:
         self._ts_counter = itertools.count(100)
         self._id_counter = itertools.count(1)
         self._hook_counter = itertools.count(1)
+        #: Per response_url path: when it was handed out and how many messages it took.
+        self._hooks: dict[str, tuple[float, int]] = {}
         self._messages: dict[tuple[str, str], dict[str, Any]] = {}
         self._pending_files: dict[str, dict[str, Any]] = {}
         #: Bytes POSTed to upload URLs, by file id.
@@ -326,7 +328,10 @@ class FakeSlack:
     def response_url(self, tag: str = "x") -> str:
         """A fresh response_url on this fake; POSTs are recorded as method "response_url"."""
         n = next(self._hook_counter)
-        return f"{self.url}/hooks/{quote(tag, safe='')}/{n}"
+        path = f"/hooks/{quote(tag, safe='')}/{n}"
+        with self._lock:
+            self._hooks[path] = (time.time(), 0)
+        return f"{self.url}{path}"
 
     # ------------------------------------------------------------------ configuration
 
@@ -899,11 +904,25 @@ class FakeSlack:
         elif problems := slack_rules.message_errors(body, require_text=not body.get("delete_original")):
             status, answer = 400, problems[0][0]
             self._violate("response_url", answer, [d for e, d in problems if e == answer])
+        elif refused := self._use_hook(path, at):
+            status, answer = 404, refused
+            self._violate("response_url", answer, [f"{path}: {slack_rules.RESPONSE_URL_LIMIT}"])
         else:
             status, answer = 200, "ok"
         call.status, call.response = status, answer
         self._record(call)
         self._send(h, status, answer.encode(), "text/html", extra)
+
+    def _use_hook(self, path: str, at: float) -> str | None:
+        """Count one message on a response_url: None if Slack takes it, else its refusal."""
+        with self._lock:
+            handed_out, used = self._hooks.get(path, (at, 0))
+            if at - handed_out > slack_rules.RESPONSE_URL_TTL:
+                return "expired_url"
+            if used >= slack_rules.RESPONSE_URL_USES:
+                return "used_url"
+            self._hooks[path] = (handed_out, used + 1)
+        return None
 
     def _handle_upload(self, h: _Handler, path: str, raw: bytes, headers: dict[str, str], at: float) -> None:
         file_id = path.rsplit("/", 1)[-1]

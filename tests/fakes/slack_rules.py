@@ -16,6 +16,9 @@ Two layers:
     button text 75 / value 2000 / url 3000, confirm title 100 / text 300 / buttons 30;
   - a top-level ``text`` with ``blocks``: Slack only warns without it (the notification and
     screen readers then have nothing); the fake refuses it with ``no_text``.
+  - a response_url takes at most 5 messages, within 30 minutes of the command or click that
+    brought it (Slack's docs on slash commands, "delayed responses": up to 5 times within 30
+    minutes); the fake answers a sixth with HTTP 404 ``used_url`` and a late one with ``expired_url``.
 
 A violation is Slack's error answer: ``invalid_blocks`` with ``errors`` naming a JSON pointer
 (``"... [json-pointer:/blocks/0/text/text]"``, as Slack words them), ``invalid_arguments``,
@@ -35,6 +38,11 @@ from slack_sdk.models.blocks import Block
 
 MAX_MESSAGE_BLOCKS = 50
 MAX_VIEW_BLOCKS = 100
+RESPONSE_URL_USES = 5
+RESPONSE_URL_TTL = 30 * 60  # seconds
+RESPONSE_URL_LIMIT = (
+    f"a response_url takes {RESPONSE_URL_USES} messages within {RESPONSE_URL_TTL // 60} minutes"
+)
 
 # Lengths Slack documents per Block Kit object, by (object type, key); checked on top of slack_sdk's
 # validators (which miss some nested ones, e.g. a section field or a confirm dialog's parts).
