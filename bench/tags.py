@@ -48,7 +48,11 @@ def cli_rows(world: World) -> Rows:
         check=True,
         timeout=120,
     ).stdout
-    return Counter(tuple(line.split()[:3]) for line in out.splitlines() if line.strip())  # type: ignore[misc]
+    rows: Rows = Counter()
+    for line in out.splitlines():
+        repository, tag, image_id = line.split()
+        rows[(repository, tag, image_id)] += 1
+    return rows
 
 
 def terminal(world: World, tags: int, images: int, reps: int) -> Figure:
@@ -71,8 +75,7 @@ def slack(world: World, tags: int, expected: Rows, rounds: int) -> list[Figure]:
     with FakeSlack() as fake, running(fake, "http", world.tmp / "tags-slack") as bot:
         first_page(bot, "warm-up")  # imports, connections, the engine's caches
         delays = [first_page(bot, f"tags-{i}") for i in range(rounds)]
-        first = fake.calls("response_url")
-        card = next(c for c in first if c.tag == f"tags-{rounds - 1}")
+        card = next(c for c in fake.calls("response_url") if c.tag == f"tags-{rounds - 1}")
         presses, rows = page_through(bot, card.body, tags)
         if fake.violations:
             raise RuntimeError(
@@ -80,7 +83,8 @@ def slack(world: World, tags: int, expected: Rows, rounds: int) -> list[Figure]:
             )
     if rows != expected:
         raise RuntimeError(
-            f"the pages hold {sum(rows.values())} rows, not the CLI's {sum(expected.values())}"
+            f"the pages hold {sum(rows.values())} rows and the CLI lists {sum(expected.values())}: "
+            f"{len(rows - expected)} rows only on the pages, {len(expected - rows)} only in the CLI's list"
         )
     ms = [d * 1000 for d in delays]
     note = (
