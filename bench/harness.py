@@ -19,6 +19,7 @@ import docker
 from bot.core.router import Router
 from bot.core.services import Services, build_services
 from bot.core.settings import Settings
+from bot.runtime.startup import freeze_start_up_objects
 from bot.sandbox import Sandbox
 from bot.terminal.shell import Shell
 from handlers import COMMANDS
@@ -72,8 +73,10 @@ class WarmBot:
         self.services: Services = build_services(settings, COMMANDS)
         self.router = Router(self.services)
         self.out = io.StringIO()
-        # As `python -m bot shell` does: attached files (a long table) are saved under the data dir.
+        # As `python -m bot shell` does: attached files (a long table) are saved under the data dir,
+        # and what start-up built is frozen out of the garbage collector's sight.
         self.shell = Shell(self.router, out=self.out, files_dir=data_dir / "files")
+        freeze_start_up_objects()
 
     def say(self, line: str) -> str:
         self.out.seek(0)

@@ -9,7 +9,13 @@ import sys
 from bot.core.config_file import ConfigError
 from bot.core.settings import Settings
 from bot.logs import setup_logging
-from bot.runtime.startup import load_settings, secrets_of, share_metrics, start_background
+from bot.runtime.startup import (
+    freeze_start_up_objects,
+    load_settings,
+    secrets_of,
+    share_metrics,
+    start_background,
+)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -48,6 +54,7 @@ def shell(settings: Settings) -> None:
         print(f"dockerbot shell on {services.hosts.default.address} — type `help`, or `exit`.", flush=True)
         shell = Shell(Router(services), files_dir=services.settings.data_dir / "files")
         start_background(services, TerminalPoster(shell))
+        freeze_start_up_objects()
         shell.loop()
     finally:
         if services.scheduler is not None:

@@ -205,9 +205,11 @@ def image_rows(images: Iterable[Summary], *, digests: bool = False) -> list[Imag
         for repo in sorted(repo_tags.keys() | repo_digests.keys()):
             tags = repo_tags.get(repo)
             dgsts = repo_digests.get(repo, []) if digests else []
-            if tags:
+            if tags and not dgsts:  # the common case: a row per tag
+                rows += [ImageRow(repo, tag, NONE, image) for tag in tags]
+            elif tags:
                 for tag in tags:
-                    rows.extend(ImageRow(repo, tag, d, image) for d in dgsts or [NONE])
+                    rows.extend(ImageRow(repo, tag, d, image) for d in dgsts)
             elif digests:
                 rows.extend(ImageRow(repo, NONE, d, image) for d in repo_digests[repo])
             else:
@@ -234,16 +236,20 @@ def table_lines(rows: list[ImageRow], *, digests: bool = False, now: float | Non
     now = time.time() if now is None else now
     headers = ["REPOSITORY", "TAG", *(["DIGEST"] if digests else []), "IMAGE ID", "CREATED", "SIZE"]
     per_image: dict[str, tuple[str, str, str]] = {}  # formatted once per image, not per tag
-    cells = []
+    cells: list[tuple[str, ...]] = []
     for row in rows:
-        fixed = per_image.get(row.id)
+        image = row.image
+        fixed = per_image.get(image["Id"])
         if fixed is None:
-            fixed = per_image[row.id] = (
-                short_id(row.id),
-                created_since(row.image.get("Created"), now),
-                human_size(row.image.get("Size") or 0),
+            fixed = per_image[image["Id"]] = (
+                short_id(image["Id"]),
+                created_since(image.get("Created"), now),
+                human_size(image.get("Size") or 0),
             )
-        cells.append([row.repository, row.tag, *([row.digest] if digests else []), *fixed])
+        if digests:
+            cells.append((row.repository, row.tag, row.digest, *fixed))
+        else:
+            cells.append((row.repository, row.tag, *fixed))
     return format_table(headers, cells).split("\n")
 
 

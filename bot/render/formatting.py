@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import time
 import unicodedata
+from collections.abc import Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -216,8 +217,8 @@ def _clean_cell(cell: str) -> str:
 
 
 def format_table(
-    headers: list[str],
-    rows: list[list[str]],
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
     gap: int = 3,
     min_width: int = 10,
 ) -> str:

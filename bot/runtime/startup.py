@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import sys
@@ -50,3 +51,11 @@ def start_background(services: Services, poster: Poster) -> None:
     scheduler = Scheduler(services, Delivery(services.store.engine, poster))
     services.scheduler = scheduler
     scheduler.start()
+
+
+def freeze_start_up_objects() -> None:
+    """Take what start-up built (modules, settings, clients, services: ~90,000 objects that live as
+    long as the process) out of the garbage collector's sight. Each full collection walked them all,
+    and a big reply triggers several: on `images` of 10,000 tags the collector took 109 ms of the
+    command's CPU, 26 ms once they were frozen. Call last, when start-up is done."""
+    gc.freeze()

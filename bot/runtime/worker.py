@@ -366,7 +366,7 @@ def run_worker(conn: Connection) -> None:
     from bot.core.router import Router
     from bot.core.services import build_services
     from bot.logs import setup_logging
-    from bot.runtime.startup import load_settings, secrets_of, start_background
+    from bot.runtime.startup import freeze_start_up_objects, load_settings, secrets_of, start_background
     from bot.slack.client import make_web_client
     from bot.slack.dispatch import LocalDispatch
     from bot.slack.reply import SlackPoster
@@ -389,6 +389,7 @@ def run_worker(conn: Connection) -> None:
     work = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="work")
     dispatch = LocalDispatch(router, client, work)
     start_background(services, SlackPoster(client))
+    freeze_start_up_objects()
     conn.send(("ready",))
     reports = JobReports(conn)
 
