@@ -34,6 +34,7 @@ from bot.errors import UserError
 from bot.render.formatting import format_table, human_size, in_zone
 from bot.render.messages import File, Message, code_blocks, context, header, plain, section
 from bot.render.text import render
+from bot.state.schema import schema_lock
 from bot.state.tables import metadata, runs_table, schedules_table
 
 if TYPE_CHECKING:
@@ -143,6 +144,15 @@ def shortest_interval(trigger: CronTrigger, below: float = 0, horizon: float = 3
 _active: Scheduler | None = None
 
 
+def make_job_store(engine: Any) -> SQLAlchemyJobStore:
+    """APScheduler's job store on the bot's database, its table made here under the schema lock (its
+    own `start` would create it unlocked, racing other replicas starting at the same moment)."""
+    store = SQLAlchemyJobStore(engine=engine, tablename="apscheduler_jobs")
+    with schema_lock(engine):
+        store.jobs_t.create(engine, checkfirst=True)
+    return store
+
+
 def run_schedule(schedule_id: str) -> None:
     """The job function APScheduler stores by reference: run one schedule on its host, post the result."""
     scheduler = _active
@@ -157,9 +167,10 @@ class Scheduler:
         self.services = services
         self.delivery = delivery
         self.engine = services.store.engine
-        metadata.create_all(self.engine, tables=[schedules_table, runs_table])
+        with schema_lock(self.engine):
+            metadata.create_all(self.engine, tables=[schedules_table, runs_table])
         self.aps = BackgroundScheduler(
-            jobstores={"default": SQLAlchemyJobStore(engine=self.engine, tablename="apscheduler_jobs")},
+            jobstores={"default": make_job_store(self.engine)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": MISFIRE_GRACE_SECONDS},
             timezone=UTC,
         )

@@ -101,3 +101,23 @@ outdated_posts = Table(
     Column("posted_at", Float, nullable=False),
     Column("entries", JSON, nullable=False),
 )
+
+# Who runs the scheduler and the ledger's watchers when several replicas share the database
+# (bot.state.lease): one row per lease, held until `expires_at` (the database's clock) unless renewed.
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(200), nullable=False),
+    Column("acquired_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+)
+
+# Slack deliveries already taken (bot.state.deliveries): a retried or redelivered request, on whichever
+# replica it lands, finds its key here and is not run again.
+delivered = Table(
+    "delivered",
+    metadata,
+    Column("key", String(255), primary_key=True),
+    Column("at", Float, nullable=False, index=True),
+)
