@@ -57,10 +57,7 @@ def shell(settings: Settings) -> None:
         freeze_start_up_objects()
         shell.loop()
     finally:
-        if services.scheduler is not None:
-            services.scheduler.shutdown(wait=False)
-        if services.ledger is not None:
-            services.ledger.stop()
+        services.stop_background(wait=False)
         services.close()
 
 

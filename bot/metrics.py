@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.multiprocess import MultiProcessCollector
 from slack_sdk.http_retry import RetryHandler
@@ -44,6 +44,13 @@ REGISTRY_LOOKUPS = Counter(
 )
 SLACK_RETRIES = Counter(
     "dockerbot_slack_retries", "Slack API calls retried, by reason", ["reason"], registry=REGISTRY
+)
+SCHEDULER_LEASE = Gauge(
+    "dockerbot_scheduler_lease_held",
+    "1 while this replica holds the scheduler lease (it runs the schedules and the ledger's watchers)",
+    ["replica"],
+    registry=REGISTRY,
+    multiprocess_mode="livemax",  # the worker process sets it; a dead worker's value is dropped
 )
 
 

@@ -39,6 +39,9 @@ CHECKED_BY = {
     "dockerbot_slack_api_errors": "test_metrics.py::test_slack_side_counters_move",
     "dockerbot_slack_retries": "test_metrics.py::test_slack_side_counters_move",
     "dockerbot_registry_lookups": "test_outdated.py::test_lookup_states_against_the_sandbox_registry",
+    "dockerbot_scheduler_lease_held": (
+        "test_replicas.py::test_two_replicas_background_one_runs_the_scheduler_and_the_gauge_says_which"
+    ),
 }
 
 

@@ -5,10 +5,26 @@ from __future__ import annotations
 
 import multiprocessing
 import secrets
+import threading
+import time
 import traceback
 from typing import Any
 
+from apscheduler.schedulers.base import STATE_PAUSED, STATE_RUNNING
 from sqlalchemy import create_engine, inspect, text
+
+from bot import metrics
+from bot.core.services import build_services
+from bot.core.settings import Settings
+from bot.jobs.leadership import Leadership
+from bot.render.messages import Message
+from bot.runtime.startup import start_background
+from bot.sandbox import Engine
+from bot.state.lease import Lease
+from bot.state.schema import migrate
+from bot.state.store import make_engine
+from handlers import COMMANDS
+from tests.fakes.tcpproxy import TcpProxy
 
 REPLICAS = 6  # without the lock, 5 of them fail every time (pg_type_typname_nsp_index)
 
@@ -63,3 +79,142 @@ def test_replicas_started_at_once_on_an_empty_database_all_come_up(postgres_serv
     from bot.state.schema import MIGRATIONS
 
     assert versions == [v for v, _, _ in MIGRATIONS], "each step applied once"
+
+
+# --- the scheduler lease --------------------------------------------------------------------------
+LEASE = 1.5  # seconds: short, so that takeovers happen within a test
+
+
+class Timeline:
+    """When each replica started and stopped leading, by the test's clock."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[float, str, str]] = []
+        self.changed = threading.Condition()
+
+    def replica(self, url: str, name: str) -> Leadership:
+        engine = make_engine(url)
+        migrate(engine)
+        leadership = Leadership(
+            Lease(engine, "scheduler", name, LEASE),
+            on_gain=lambda: self._note(name, "gain"),
+            on_loss=lambda: self._note(name, "loss"),
+        )
+        leadership.start()
+        return leadership
+
+    def _note(self, name: str, what: str) -> None:
+        with self.changed:
+            self.events.append((time.monotonic(), name, what))
+            self.changed.notify_all()
+
+    def wait_for(self, name: str, what: str, timeout: float) -> float:
+        deadline = time.monotonic() + timeout
+        with self.changed:
+            while True:
+                found = [t for t, n, w in self.events if n == name and w == what]
+                if found:
+                    return found[-1]
+                left = deadline - time.monotonic()
+                assert left > 0, f"{name} did not {what} the lease within {timeout} s: {self.events}"
+                self.changed.wait(left)
+
+    def leaders_over_time(self) -> int:
+        """The most replicas that led at one moment."""
+        leading: set[str] = set()
+        most = 0
+        for _, name, what in sorted(self.events):
+            (leading.add if what == "gain" else leading.discard)(name)
+            most = max(most, len(leading))
+        return most
+
+
+def test_one_replica_leads_and_another_takes_over_when_it_hands_the_lease_back(postgres_server: str) -> None:
+    url = fresh_database(postgres_server)
+    timeline = Timeline()
+    first = timeline.replica(url, "a")
+    timeline.wait_for("a", "gain", 10)
+    second = timeline.replica(url, "b")
+    time.sleep(LEASE * 2)  # several renewals: b never leads while a does
+    assert [n for _, n, w in timeline.events if w == "gain"] == ["a"]
+    stopped = time.monotonic()
+    first.stop()  # a clean shutdown hands the lease back
+    took = timeline.wait_for("b", "gain", LEASE * 2) - stopped
+    assert took < LEASE, f"b took over {took:.2f} s after a handed the lease back"
+    assert timeline.leaders_over_time() == 1
+    second.stop()
+
+
+def test_a_partitioned_leader_stops_before_another_replica_starts(postgres_server: str) -> None:
+    host, port = postgres_server.split("@")[1].split("/")[0].split(":")
+    proxy = TcpProxy(host, int(port))
+    url = fresh_database(postgres_server)
+    timeline = Timeline()
+    behind_proxy = timeline.replica(url.replace(f":{port}/", f":{proxy.port}/"), "a")
+    timeline.wait_for("a", "gain", 10)
+    direct = timeline.replica(url, "b")
+    time.sleep(LEASE)
+    proxy.cut()
+    cut = time.monotonic()
+    lost = timeline.wait_for("a", "loss", LEASE * 2)
+    gained = timeline.wait_for("b", "gain", LEASE * 3)
+    assert lost < gained, f"a stopped leading {lost - gained:.2f} s after b started"
+    assert gained - cut < LEASE * 1.5, "b took over within the lease time (and a third)"
+    proxy.heal()  # a reaches the database again, and finds b holding the lease
+    time.sleep(LEASE * 2)
+    assert timeline.leaders_over_time() == 1, timeline.events
+    assert direct.leading and not behind_proxy.leading
+    direct.stop()
+    behind_proxy.stop()
+    proxy.close()
+
+
+class Quiet:
+    def post(self, channel: str, message: Message) -> None:
+        pass
+
+
+def test_two_replicas_background_one_runs_the_scheduler_and_the_gauge_says_which(
+    settings: Settings, engine: Engine, postgres_server: str
+) -> None:
+    url = fresh_database(postgres_server)
+    replicas = {}
+    for name in ("r1", "r2"):
+        replica = settings.model_copy(update={"database_url": url, "replica": name, "lease_seconds": LEASE})
+        replicas[name] = build_services(replica, COMMANDS)
+        start_background(replicas[name], Quiet())
+
+    def held() -> dict[str, float]:
+        return {
+            n: metrics.REGISTRY.get_sample_value("dockerbot_scheduler_lease_held", {"replica": n})
+            for n in replicas
+        }
+
+    def leader() -> str:
+        deadline = time.monotonic() + LEASE * 3
+        while sorted(held().values()) != [0, 1]:
+            assert time.monotonic() < deadline, f"no single leader: {held()}"
+            time.sleep(0.05)
+        return max(held(), key=lambda n: held()[n])
+
+    first = leader()
+    other = "r2" if first == "r1" else "r1"
+    assert replicas[first].scheduler.aps.state == STATE_RUNNING
+    assert replicas[other].scheduler.aps.state == STATE_PAUSED
+    # A follower serves schedule commands: what it adds is in the shared job store.
+    added = replicas[other].scheduler.add(
+        "cleanup",
+        "0 3 * * *",
+        timezone="UTC",
+        channel="C1",
+        host="local",
+        params={"policy": "dangling"},
+        created_by="U1",
+    )
+    assert replicas[first].scheduler.get(added.id).next_run is not None
+    replicas[first].stop_background()
+    replicas[first].close()
+    assert leader() == other and held()[first] == 0
+    assert replicas[other].scheduler.aps.state == STATE_RUNNING
+    replicas[other].stop_background()
+    replicas[other].close()

@@ -16,6 +16,7 @@ from bot.state.store import Store, database_url
 if TYPE_CHECKING:
     from bot.core.commands import Command
     from bot.engine.ledger import Ledger
+    from bot.jobs.leadership import Leadership
     from bot.jobs.scheduler import Scheduler
 
 
@@ -33,12 +34,22 @@ class Services:
     # Set by the process that runs them (serve/shell); None in a bare Services (some tests).
     scheduler: Scheduler | None = None
     ledger: Ledger | None = None  # when each image was last used
+    leadership: Leadership | None = None  # several replicas on PostgreSQL: which one runs the scheduler
 
     def command(self, name: str) -> Command | None:
         for cmd in self.commands:
             if name == cmd.name or name in cmd.aliases:
                 return cmd
         return None
+
+    def stop_background(self, wait: bool = True) -> None:
+        """Hand the scheduler lease on (if held), stop the scheduler and the ledger's watchers."""
+        if self.leadership is not None:
+            self.leadership.stop()
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=wait)
+        if self.ledger is not None:
+            self.ledger.stop()
 
     def close(self) -> None:
         self.hosts.close()

@@ -3,6 +3,7 @@ Slack's and Docker's keep their usual names (SLACK_BOT_TOKEN, DOCKER_HOST, ...).
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -57,6 +58,10 @@ class Settings(BaseSettings):
     # Where /healthz, /readyz and /metrics listen (both modes); default: serve's --host.
     health_host: str | None = None
     max_body_bytes: int = Field(1_000_000, ge=1024)
+    # Several replicas on one PostgreSQL: this one's name (in /metrics and the logs; a pod's name by
+    # default), and how long the scheduler lease lasts unless its holder renews it.
+    replica: str = Field(default_factory=socket.gethostname, min_length=1, max_length=100)
+    lease_seconds: float = Field(30.0, ge=1, le=3600)
     http_header_timeout: float = Field(10.0, gt=0)  # a request's line and headers, from connecting
 
     slack_bot_token: SecretStr | None = Field(None, validation_alias=AliasChoices("SLACK_BOT_TOKEN"))

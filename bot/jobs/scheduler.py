@@ -185,13 +185,47 @@ class Scheduler:
         self.aps.add_listener(self._on_missed, EVENT_JOB_MISSED)
         self.aps.add_listener(self._on_error, EVENT_JOB_ERROR)
         self._lock = threading.Lock()
+        self._leading = threading.Event()  # runs start only while set (see `follow`)
+        self._running: set[int] = set()  # this process's runs under way, by run id
 
     # --- lifecycle ---------------------------------------------------------------------------
     def start(self, paused: bool = False) -> None:
+        """The only scheduler on its database (SQLite: one replica): report what a previous
+        process left interrupted, and run."""
         global _active
         _active = self
+        self._leading.set()
         self._report_interrupted_runs()
         self.aps.start(paused=paused)
+
+    # --- several replicas (bot.jobs.leadership) ------------------------------------------------
+    def start_following(self) -> None:
+        """One of several replicas: schedules can be added, listed and cancelled (in the shared job
+        store), but nothing runs here until `lead`."""
+        global _active
+        _active = self
+        self.aps.start(paused=True)
+
+    def lead(self) -> None:
+        """This replica holds the lease now: report the runs the previous holder left, and run."""
+        self._leading.set()
+        interrupted = self._mark_interrupted_runs()
+        self.aps.resume()
+        if interrupted:  # the notices go to Slack: not on the lease's thread
+            threading.Thread(
+                target=self._tell_interrupted, args=(interrupted,), name="interrupted-runs", daemon=True
+            ).start()
+
+    def follow(self) -> None:
+        """Another replica may lead soon: start no run here (one under way finishes)."""
+        self._leading.clear()
+        if self.aps.running:
+            self.aps.pause()
+
+    def wakeup(self) -> None:
+        """Look at the job store again: another replica may have added or changed a schedule."""
+        if self._leading.is_set() and self.aps.running:
+            self.aps.wakeup()
 
     def shutdown(self, wait: bool = True) -> None:
         global _active
@@ -308,10 +342,27 @@ class Scheduler:
         except UserError:
             log.warning("schedule %s fired but no longer exists", schedule_id)
             return
+        if not self._leading.is_set():  # fired just as this replica stopped leading
+            log.warning("schedule %s fired after this replica stopped leading; not run here", schedule_id)
+            return
         runner = self.runners.get(schedule.kind)
         fleet_runner = self.fleet_runners.get(schedule.kind)
         hosts = self.services.hosts.select(schedule.host)
         run_id = self._run_started(schedule)
+        try:
+            self._run(schedule, schedule_id, run_id, runner, fleet_runner, hosts)
+        finally:
+            self._running.discard(run_id)
+
+    def _run(
+        self,
+        schedule: Schedule,
+        schedule_id: str,
+        run_id: int,
+        runner: ScheduledRunner | None,
+        fleet_runner: FleetScheduledRunner | None,
+        hosts: list[DockerHost],
+    ) -> None:
         state = "done"
         message: Message | None
         try:
@@ -407,11 +458,29 @@ class Scheduler:
 
     def _report_interrupted_runs(self) -> None:
         """Runs still marked running belong to a process that died (SIGKILL, power loss): say so once."""
-        with self.engine.begin() as conn:
+        self._tell_interrupted(self._mark_interrupted_runs())
+
+    def _mark_interrupted_runs(self) -> list[dict[str, Any]]:
+        """The runs marked running that no run in this process is doing, each moved to interrupted
+        by one UPDATE … WHERE state = 'running': whoever moves it (one replica) reports it."""
+        with self.engine.connect() as conn:
             rows = conn.execute(select(runs_table).where(runs_table.c.state == "running")).mappings().all()
-            conn.execute(
-                update(runs_table).where(runs_table.c.state == "running").values(state="interrupted")
-            )
+        claimed = []
+        for row in rows:
+            if row["id"] in self._running:
+                continue
+            with self.engine.begin() as conn:
+                moved = conn.execute(
+                    update(runs_table)
+                    .where(runs_table.c.id == row["id"])
+                    .where(runs_table.c.state == "running")
+                    .values(state="interrupted")
+                ).rowcount
+            if moved == 1:
+                claimed.append(dict(row))
+        return claimed
+
+    def _tell_interrupted(self, rows: list[dict[str, Any]]) -> None:
         for row in rows:
             started = datetime.fromtimestamp(row["started_at"], tz=UTC)
             self._notify(
@@ -432,7 +501,9 @@ class Scheduler:
                     kind=schedule.kind,
                 )
             )
-        return int(result.inserted_primary_key[0])
+        run_id = int(result.inserted_primary_key[0])
+        self._running.add(run_id)
+        return run_id
 
     def _run_finished(self, run_id: int, state: str, summary: str) -> None:
         with self.engine.begin() as conn:

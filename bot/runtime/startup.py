@@ -41,16 +41,50 @@ def share_metrics(directory: Path) -> None:
 
 
 def start_background(services: Services, poster: Poster) -> None:
-    """This process's standing work: the scheduler, and the last-use ledger following each engine."""
+    """This process's standing work: the scheduler, and the last-use ledger following each engine.
+
+    On SQLite (one replica) they simply run. On PostgreSQL several replicas may share the database:
+    each serves schedule commands, and only the holder of the scheduler lease runs them."""
+    import os
+    import secrets
+
+    from bot import metrics
     from bot.engine.ledger import Ledger
+    from bot.jobs.leadership import Leadership
     from bot.jobs.scheduler import Scheduler
     from bot.state.delivery import Delivery
+    from bot.state.lease import Lease
 
-    services.ledger = Ledger(services.store.engine)
-    services.ledger.start_watching(services.hosts)
-    scheduler = Scheduler(services, Delivery(services.store.engine, poster))
-    services.scheduler = scheduler
-    scheduler.start()
+    settings, engine = services.settings, services.store.engine
+    ledger = services.ledger = Ledger(engine)
+    scheduler = services.scheduler = Scheduler(services, Delivery(engine, poster))
+    held = metrics.SCHEDULER_LEASE.labels(settings.replica)
+    if engine.dialect.name != "postgresql":
+        ledger.start_watching(services.hosts)
+        scheduler.start()
+        held.set(1)
+        return
+    scheduler.start_following()
+
+    def gain() -> None:
+        scheduler.lead()
+        ledger.start_watching(services.hosts)
+        held.set(1)
+
+    def lose() -> None:
+        scheduler.follow()  # first: no run may start here once another replica could lead
+        held.set(0)
+        ledger.stop()
+
+    holder = f"{settings.replica}/{os.getpid()}/{secrets.token_hex(3)}"  # this process, this start
+    services.leadership = Leadership(
+        Lease(engine, "scheduler", holder, settings.lease_seconds),
+        on_gain=gain,
+        on_loss=lose,
+        on_renewed=scheduler.wakeup,
+    )
+    held.set(0)
+    services.leadership.start()
 
 
 def freeze_start_up_objects() -> None:

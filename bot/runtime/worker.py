@@ -142,6 +142,7 @@ class WorkerProcess:
                 self._started.set()
                 return
             self._watch(parent_end, process)
+            _forget_metrics_of(process.pid)
             with self._lock:
                 self._conn = None
             parent_end.close()
@@ -233,6 +234,14 @@ class WorkerProcess:
                 with self._lock:
                     if self._conn is conn:
                         self._conn = None
+
+
+def _forget_metrics_of(pid: int) -> None:
+    """A dead worker's gauges (it held the scheduler lease, say) must not stay in /metrics."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)
 
 
 def _tell_interrupted(lost: list[tuple[str, dict[str, Any]]], shutting_down: bool) -> None:
@@ -473,10 +482,7 @@ def finish(services: Any, work: ThreadPoolExecutor) -> None:
     """End running pulls with a message that says so, let the other work finish, close up."""
     services.pulls.interrupt_all("the bot is shutting down; run the pull again when it is back")
     work.shutdown(wait=True, cancel_futures=True)  # replies to interrupted pulls go out here
-    if services.scheduler is not None:
-        services.scheduler.shutdown(wait=True)
-    if services.ledger is not None:
-        services.ledger.stop()
+    services.stop_background(wait=True)
     services.close()
 
 
