@@ -9,8 +9,10 @@ import threading
 import time
 import traceback
 from typing import Any
+from urllib.parse import parse_qs
 
 from apscheduler.schedulers.base import STATE_PAUSED, STATE_RUNNING
+from slack_bolt import BoltRequest
 from sqlalchemy import create_engine, inspect, text
 
 from bot import metrics
@@ -20,10 +22,15 @@ from bot.jobs.leadership import Leadership
 from bot.render.messages import Message
 from bot.runtime.startup import start_background
 from bot.sandbox import Engine
+from bot.slack.app import REPLAY_WINDOW, create_app
+from bot.state.deliveries import Deliveries
 from bot.state.lease import Lease
 from bot.state.schema import migrate
 from bot.state.store import make_engine
 from handlers import COMMANDS
+from tests.conftest import SIGNING_SECRET
+from tests.fakes.slack import FakeSlack
+from tests.fakes.slack_requests import signed_headers, slash_command_body
 from tests.fakes.tcpproxy import TcpProxy
 
 REPLICAS = 6  # without the lock, 5 of them fail every time (pg_type_typname_nsp_index)
@@ -218,3 +225,64 @@ def test_two_replicas_background_one_runs_the_scheduler_and_the_gauge_says_which
     assert replicas[other].scheduler.aps.state == STATE_RUNNING
     replicas[other].stop_background()
     replicas[other].close()
+
+
+# --- deliveries taken once across replicas ----------------------------------------------------------
+class Recorder:
+    """A Dispatch that notes what it was handed to run."""
+
+    def __init__(self) -> None:
+        self.ran: list[str] = []
+
+    def command(self, body: dict[str, Any]) -> None:
+        self.ran.append(body["trigger_id"])
+
+    def button(self, body: dict[str, Any]) -> None:
+        self.ran.append(body["trigger_id"])
+
+    def home_opened(self, user: str) -> None:
+        self.ran.append(user)
+
+
+def _deliver_at_once(body: str, deliveries: list[tuple[Any, dict[str, str]]]) -> list[int]:
+    """Each (app, headers) delivery of `body`, all released at the same moment; their statuses."""
+    barrier = threading.Barrier(len(deliveries))
+    statuses: list[int] = []
+
+    def deliver(app: Any, headers: dict[str, str]) -> None:
+        barrier.wait()
+        request = BoltRequest(body=body, headers={k.lower(): [v] for k, v in headers.items()})
+        statuses.append(app.dispatch(request).status)
+
+    threads = [threading.Thread(target=deliver, args=d) for d in deliveries]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return statuses
+
+
+def test_a_retried_request_runs_once_whichever_replica_it_reaches(
+    settings: Settings, fake_slack: FakeSlack, postgres_server: str
+) -> None:
+    url = fresh_database(postgres_server)
+    migrate(make_engine(url))
+    settings = settings.model_copy(update={"slack_api_url": fake_slack.api_url})
+    recorders = [Recorder(), Recorder()]
+    apps = [
+        create_app(settings, recorder, deliveries=Deliveries(make_engine(url), keep=REPLAY_WINDOW))
+        for recorder in recorders
+    ]
+    triggers = []
+    for n in range(20):
+        body = slash_command_body("help", response_url=fake_slack.response_url(f"r{n}"))
+        triggers.append(parse_qs(body)["trigger_id"][0])
+        first = signed_headers(body, SIGNING_SECRET)
+        retry = {**signed_headers(body, SIGNING_SECRET, int(time.time()) + 1), "X-Slack-Retry-Num": "1"}
+        # The first delivery and Slack's retry (its own signature), on both replicas at once.
+        deliveries = [(apps[0], first), (apps[1], first), (apps[1], retry), (apps[0], retry)]
+        statuses = _deliver_at_once(body, deliveries)
+        assert statuses == [200] * len(deliveries), "every delivery is acknowledged"
+    ran = recorders[0].ran + recorders[1].ran
+    assert sorted(ran) == sorted(triggers), "each command ran exactly once across the two replicas"
+    assert recorders[0].ran and recorders[1].ran, "both replicas took some"

@@ -37,7 +37,7 @@ def serve_slack(settings: Settings, host: str, port: int) -> None:
         worker.start()
     except WorkerFailed as error:
         sys.exit(str(error))
-    app = create_app(settings, worker)
+    app = create_app(settings, worker, deliveries=shared_deliveries(settings))
     if settings.slack_app_token:
         handler = socket_mode_handler(app, settings.slack_app_token.get_secret_value())
         handler.connect()
@@ -70,6 +70,19 @@ def serve_slack(settings: Settings, host: str, port: int) -> None:
         server.start()
     stop.wait()
     shut_down(servers, handler, worker)
+
+
+def shared_deliveries(settings: Settings) -> Any:
+    """On PostgreSQL, where several replicas may serve one app, the deliveries taken are recorded
+    there; on SQLite (one replica) the process's own memory is enough, and keeps acks off the disk."""
+    from bot.slack.app import REPLAY_WINDOW
+    from bot.state.deliveries import Deliveries
+    from bot.state.store import make_engine
+
+    url = settings.database_url or ""
+    if not url.startswith("postgresql"):
+        return None
+    return Deliveries(make_engine(url), keep=REPLAY_WINDOW)
 
 
 def shut_down(servers: list[Any], handler: Any, worker: Any) -> None:

@@ -25,6 +25,7 @@ from bot.slack.client import make_web_client
 
 if TYPE_CHECKING:
     from bot.slack.dispatch import Dispatch
+    from bot.state.deliveries import Deliveries
 
 log = logging.getLogger("dockerbot.slack")
 
@@ -84,7 +85,16 @@ SLASH_COMMAND = "/docker"
 BOT_EVENTS = ("app_home_opened",)
 
 
-def create_app(settings: Settings, dispatch: Dispatch, *, client: WebClient | None = None) -> App:
+def create_app(
+    settings: Settings,
+    dispatch: Dispatch,
+    *,
+    client: WebClient | None = None,
+    deliveries: Deliveries | None = None,
+) -> App:
+    """`deliveries`: where replicas sharing a database record the deliveries they took, so that a
+    redelivery landing on another replica is not run again (this process's own memory is checked
+    first)."""
     client = client or make_web_client(settings)
     secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else ""
     app = App(
@@ -98,6 +108,16 @@ def create_app(settings: Settings, dispatch: Dispatch, *, client: WebClient | No
         listener_executor=ThreadPoolExecutor(max_workers=16, thread_name_prefix="bolt"),
     )
     seen = RecentKeys(100_000)
+
+    def taken_here(keys: list[str]) -> bool:
+        """False if another replica took one of these keys already."""
+        if deliveries is None:
+            return True
+        try:
+            return deliveries.take(keys)
+        except Exception as error:  # noqa: BLE001 - database unreachable: answering beats dropping
+            log.warning("could not check the delivery against the other replicas: %s", error)
+            return True
 
     @app.use
     def first_look(
@@ -119,7 +139,7 @@ def create_app(settings: Settings, dispatch: Dispatch, *, client: WebClient | No
         # same signature is the same request replayed (a body without trigger_id too).
         signature = (request.headers.get("x-slack-signature") or [None])[0]
         keys = [k for k in (delivery_key(body), signature and f"signature:{signature}") if k]
-        if not all([seen.add(k) for k in keys]):
+        if not all([seen.add(k) for k in keys]) or not taken_here(keys):
             log.info("duplicate delivery %s ignored", keys[0])
             return BoltResponse(status=200, body="")
         next()
