@@ -790,8 +790,9 @@ def test_templates_use_only_values_that_exist_and_close_their_blocks() -> None:
 
 def test_one_replica_recreated_with_probes_on_the_health_port() -> None:
     deployment = templates()["deployment.yaml"]
-    assert re.search(r"^  replicas: 1$", deployment, re.M), "a fixed single replica"
-    assert re.search(r"strategy:\n\s+type: Recreate", deployment)
+    assert chart_values()["replicaCount"] == 1, "one replica (SQLite) unless asked"
+    assert re.search(r"^  replicas: \{\{ \.Values\.replicaCount \}\}$", deployment, re.M)
+    assert re.search(r"\{\{- else \}\}\n.*\n\s+type: Recreate", deployment), "one replica: Recreate"
     assert "path: /healthz" in deployment and "path: /readyz" in deployment
     assert deployment.count("port: health\n") == 2, "probes never on the public port"
     helper = templates()["_helpers.tpl"]
@@ -805,6 +806,49 @@ def test_one_replica_recreated_with_probes_on_the_health_port() -> None:
     assert "mountPath: /tmp" in deployment, "matplotlib and tempfile need a writable /tmp"
     assert "type: Socket" in deployment and values["docker"]["hostSocket"]["enabled"] is False
     assert "DOCKER_TLS_VERIFY" in deployment and "DOCKER_CERT_PATH" in deployment
+
+
+def test_more_than_one_replica_needs_postgresql_rolls_and_has_a_disruption_budget() -> None:
+    helper = templates()["_helpers.tpl"]
+    refusal = re.search(
+        r"if and \(gt \(int \.Values\.replicaCount\) 1\) "
+        r'\(not \(include "dockerbot\.postgresql" \.\)\) -\}\}\n'
+        r'\{\{- fail "replicaCount > 1 needs PostgreSQL',
+        helper,
+    )
+    assert refusal, "the chart refuses several replicas on SQLite"
+    assert 'hasPrefix "postgresql" .Values.secretEnv.databaseUrl' in helper
+    assert ".Values.database.postgresqlInSecret" in helper
+    deployment = templates()["deployment.yaml"]
+    rolling = re.search(
+        r"if gt \(int \.Values\.replicaCount\) 1 \}\}\n(?:\s+#.*\n)*\s+type: RollingUpdate\n"
+        r"\s+rollingUpdate:\n\s+maxSurge: 1\n\s+maxUnavailable: 0\n",
+        deployment,
+    )
+    assert rolling, "several replicas: rolled one at a time, never fewer than asked"
+    assert "name: DOCKERBOT_LEASE_SECONDS" in deployment and "fieldPath: metadata.name" in deployment
+    assert "persistence.enabled (eq (int .Values.replicaCount) 1)" in deployment, "no shared RWO volume"
+    assert "(eq (int .Values.replicaCount) 1)" in templates()["pvc.yaml"]
+    pdb = templates()["pdb.yaml"]
+    assert pdb.startswith("{{- if gt (int .Values.replicaCount) 1 }}") and "kind: PodDisruptionBudget" in pdb
+    assert (
+        'include "dockerbot.selectorLabels"' in pdb
+        and "maxUnavailable: {{ .Values.podDisruptionBudget" in pdb
+    )
+    assert chart_values()["database"]["leaseSeconds"] == default("lease_seconds")
+
+
+def test_helm_renders_two_replicas_on_postgresql_and_refuses_them_on_sqlite(tmp_path: Path) -> None:
+    base = "slack.botToken=xoxb-1,slack.appToken=xapp-1,docker.hostSocket.enabled=true,replicaCount=2"
+    done = helm_template(tmp_path, base, "secretEnv.databaseUrl=postgresql+psycopg://bot@db/bot")
+    assert done.returncode == 0, done.stderr
+    docs = [d for d in yaml.safe_load_all(done.stdout) if d]
+    spec = rendered_deployment(done.stdout)["spec"]
+    assert spec["replicas"] == 2 and spec["strategy"]["type"] == "RollingUpdate"
+    assert [d["kind"] for d in docs].count("PodDisruptionBudget") == 1
+    assert "PersistentVolumeClaim" not in [d["kind"] for d in docs]
+    refused = helm_template(tmp_path, base)
+    assert refused.returncode != 0 and "needs PostgreSQL" in refused.stderr
 
 
 def helm_template(tmp_path: Path, *sets: str) -> subprocess.CompletedProcess[str]:

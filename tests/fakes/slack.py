@@ -242,6 +242,13 @@ class FakeSlack:
         self.envelopes: list[dict[str, Any]] = []
         #: Path (with query) of every websocket connection accepted.
         self.ws_paths: list[str] = []
+        #: As Slack does with several open connections (several replicas of one app): envelopes go
+        #: to each in turn. Off, every envelope goes to the newest connection (one client that is
+        #: replacing its connection, as the reconnect tests have it).
+        self.spread_envelopes = False
+        self._turn = itertools.count()
+        #: Which connection (its number, from 1 in order of acceptance) each envelope was sent on.
+        self.sent_on: dict[str, int] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -1032,6 +1039,8 @@ class FakeSlack:
     def _current(self, timeout: float) -> _WsConn:
         self.wait_connected(timeout)
         with self._lock:
+            if self.spread_envelopes:
+                return self._ws_conns[next(self._turn) % len(self._ws_conns)]
             return self._ws_conns[-1]
 
     def _send_on(self, entry: _WsConn, payload: dict[str, Any]) -> None:
@@ -1043,6 +1052,9 @@ class FakeSlack:
             entry = self._current(max(0.0, deadline - time.monotonic()))
             try:
                 self._send_on(entry, payload)
+                if "envelope_id" in payload:
+                    with self._lock:
+                        self.sent_on[payload["envelope_id"]] = entry.index
                 return
             except ConnectionClosed:
                 with self._cond:
@@ -1062,7 +1074,8 @@ class FakeSlack:
         *,
         timeout: float = 5.0,
     ) -> str:
-        """Send an envelope on the newest connection (waiting up to ``timeout`` for one).
+        """Send an envelope on the newest connection, or on each in turn with ``spread_envelopes``
+        (waiting up to ``timeout`` for one).
 
         ``type`` is "slash_commands", "interactive" or "events_api". Returns the envelope_id.
         """

@@ -38,6 +38,12 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- if not (has .Values.mode (list "socket" "http")) -}}
 {{- fail "mode must be socket or http" -}}
 {{- end -}}
+{{- if lt (int .Values.replicaCount) 1 -}}
+{{- fail "replicaCount must be at least 1" -}}
+{{- end -}}
+{{- if and (gt (int .Values.replicaCount) 1) (not (include "dockerbot.postgresql" .)) -}}
+{{- fail "replicaCount > 1 needs PostgreSQL (secretEnv.databaseUrl=postgresql+psycopg://..., or database.postgresqlInSecret=true): SQLite serves one replica" -}}
+{{- end -}}
 {{- if and .Values.docker.host .Values.docker.hostSocket.enabled -}}
 {{- fail "set docker.host or docker.hostSocket.enabled, not both" -}}
 {{- end -}}
@@ -63,4 +69,9 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- fail "HTTP mode: leave slack.appToken empty (the bot uses Socket Mode whenever it is set)" -}}
 {{- end -}}
 {{- end -}}
+{{- end -}}
+
+{{/* Non-empty when the bot's database is PostgreSQL, which several replicas can share. */}}
+{{- define "dockerbot.postgresql" -}}
+{{- if or (hasPrefix "postgresql" .Values.secretEnv.databaseUrl) .Values.database.postgresqlInSecret -}}true{{- end -}}
 {{- end -}}
