@@ -33,7 +33,7 @@ from tests.fakes.slack import FakeSlack
 from tests.fakes.slack_requests import signed_headers, slash_command_body
 from tests.fakes.tcpproxy import TcpProxy
 
-REPLICAS = 6  # without the lock, 5 of them fail every time (pg_type_typname_nsp_index)
+REPLICAS = 6  # without the lock all but one failed, every time (pg_type_typname_nsp_index)
 
 
 def fresh_database(server_url: str) -> str:
