@@ -25,6 +25,7 @@ from bot.state.delivery import Delivery
 from handlers import COMMANDS
 from tests.botprocess import start_bot
 from tests.fakes.images import Spec, load_images
+from tests.fakes.registry import FakeRegistry
 from tests.fakes.slack import FakeSlack
 from tests.fakes.slack_requests import block_actions_payload, slash_command_payload
 from tests.test_replicas import fresh_database
@@ -257,3 +258,32 @@ def test_two_replicas_answer_everything_once_and_run_one_scheduler(
         "the run after the takeover removed the rest"
     )
     assert replicas.metric(survivor, "dockerbot_scheduler_lease_held") == 1
+
+
+def test_a_pulls_message_says_so_when_the_replica_running_it_dies(
+    replicas: Replicas, fake_slack: FakeSlack, fake_registry: FakeRegistry
+) -> None:
+    fake_registry.stall_blobs = True  # the pull starts, then waits for its layers
+    command(fake_slack, f"pull {fake_registry.address}/library/ubuntu:latest", "pull")
+    [progress] = fake_slack.wait_for("chat.postMessage", timeout=60)
+    channel, ts = progress.response["channel"], progress.response["ts"]
+    deadline = time.monotonic() + 10
+    while not (owners := replicas.rows(f"SELECT owner FROM live_messages WHERE ts = '{ts}'")):
+        assert time.monotonic() < deadline, "the live message is recorded for the other replica"
+        time.sleep(0.05)
+    running = str(owners[0][0]).split("/")[0]
+    killed = time.monotonic()
+    replicas.bots[running].proc.send_signal(signal.SIGKILL)
+    replicas.bots[running].proc.wait(10)
+    fake_slack.wait_for(
+        "chat.update", lambda c: c.body.get("ts") == ts and "Interrupted" in str(c.body), timeout=LEASE * 3
+    )
+    took = time.monotonic() - killed
+    assert took < LEASE * 2, f"marked {took:.1f} s after the replica died"
+    assert fake_slack.message(channel, ts)["text"].startswith(":warning: Interrupted")
+    time.sleep(LEASE)
+    marks = [
+        c for c in fake_slack.calls("chat.update") if c.body.get("ts") == ts and "Interrupted" in str(c.body)
+    ]
+    assert len(marks) == 1, "marked once"
+    assert replicas.rows("SELECT ts FROM live_messages") == []

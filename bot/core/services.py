@@ -11,6 +11,7 @@ from bot.core.settings import Settings
 from bot.engine.hosts import HostPool
 from bot.engine.pulling import PullRegistry, PullSlots
 from bot.state.listings import ListingStore
+from bot.state.live_messages import LiveMessages
 from bot.state.store import Store, database_url
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ class Services:
     scheduler: Scheduler | None = None
     ledger: Ledger | None = None  # when each image was last used
     leadership: Leadership | None = None  # several replicas on PostgreSQL: which one runs the scheduler
+    live_messages: LiveMessages | None = None  # ... and the messages this one updates as pulls go
 
     def command(self, name: str) -> Command | None:
         for cmd in self.commands:

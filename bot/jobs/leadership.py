@@ -11,6 +11,7 @@ run on their own thread, and are waited for no longer than the lease allows).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -31,9 +32,11 @@ class Leadership:
         on_gain: Callable[[], None],
         on_loss: Callable[[], None],
         on_renewed: Callable[[], None] = lambda: None,
+        presence: Lease | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.lease = lease
+        self.presence = presence  # this replica's own lease, renewed alongside: "it is alive"
         self.on_gain = on_gain
         self.on_loss = on_loss
         self.on_renewed = on_renewed
@@ -54,6 +57,9 @@ class Leadership:
         """Stop leading (if this replica does) and hand the lease back, so another takes it at once."""
         self._stop.set()
         self._thread.join(self.lease.seconds)
+        if self.presence is not None:
+            with contextlib.suppress(Exception):  # it expires by itself
+                self.presence.release()
         if self.leading:
             self._step_down("shutting down")
             try:
@@ -100,7 +106,7 @@ class Leadership:
     def _try(self, timeout: float) -> bool | None:
         """True (held), False (another holds it), None (no answer from the database in time)."""
         if self._pending is None or self._pending.done():
-            self._pending = self._renewals.submit(self.lease.acquire)
+            self._pending = self._renewals.submit(self._renew)
         try:
             return self._pending.result(timeout)
         except FutureTimeout:
@@ -108,6 +114,11 @@ class Leadership:
         except Exception as error:  # noqa: BLE001 - database down or unreachable: try again
             log.warning("could not renew the scheduler lease: %s", error)
         return None
+
+    def _renew(self) -> bool:
+        if self.presence is not None:
+            self.presence.acquire()
+        return self.lease.acquire()
 
     def _step_down(self, why: str) -> None:
         self.leading = False

@@ -222,6 +222,10 @@ class Scheduler:
         if self.aps.running:
             self.aps.pause()
 
+    @property
+    def leading(self) -> bool:
+        return self._leading.is_set()
+
     def wakeup(self) -> None:
         """Look at the job store again: another replica may have added or changed a schedule."""
         if self._leading.is_set() and self.aps.running:

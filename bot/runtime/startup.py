@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,6 +18,11 @@ from bot.core.settings import Settings, describe_error
 if TYPE_CHECKING:
     from bot.core.services import Services
     from bot.state.delivery import Poster
+    from bot.state.live_messages import LiveMessages
+
+# Marks messages (channel, ts) whose updates stopped: the worker's Slack client does it.
+MarkInterrupted = Callable[[list[tuple[str, str]]], None]
+log = logging.getLogger("dockerbot.startup")
 
 
 def load_settings() -> Settings:
@@ -40,11 +47,14 @@ def share_metrics(directory: Path) -> None:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
 
 
-def start_background(services: Services, poster: Poster) -> None:
+def start_background(
+    services: Services, poster: Poster, mark_interrupted: MarkInterrupted | None = None
+) -> None:
     """This process's standing work: the scheduler, and the last-use ledger following each engine.
 
     On SQLite (one replica) they simply run. On PostgreSQL several replicas may share the database:
-    each serves schedule commands, and only the holder of the scheduler lease runs them."""
+    each serves schedule commands, and only the holder of the scheduler lease runs them. That one
+    also marks, with `mark_interrupted`, the live messages of replicas that died."""
     import os
     import secrets
 
@@ -54,6 +64,7 @@ def start_background(services: Services, poster: Poster) -> None:
     from bot.jobs.scheduler import Scheduler
     from bot.state.delivery import Delivery
     from bot.state.lease import Lease
+    from bot.state.live_messages import LiveMessages, presence
 
     settings, engine = services.settings, services.store.engine
     ledger = services.ledger = Ledger(engine)
@@ -66,25 +77,59 @@ def start_background(services: Services, poster: Poster) -> None:
         return
     scheduler.start_following()
 
+    holder = f"{settings.replica}/{os.getpid()}/{secrets.token_hex(3)}"  # this process, this start
+    live = services.live_messages = LiveMessages(engine, holder)
+    sweep = _orphan_sweep(live, mark_interrupted)
+
     def gain() -> None:
         scheduler.lead()
         ledger.start_watching(services.hosts)
         held.set(1)
+        sweep()
+
+    def renewed() -> None:
+        scheduler.wakeup()
+        if scheduler.leading:
+            sweep()
 
     def lose() -> None:
         scheduler.follow()  # first: no run may start here once another replica could lead
         held.set(0)
         ledger.stop()
 
-    holder = f"{settings.replica}/{os.getpid()}/{secrets.token_hex(3)}"  # this process, this start
     services.leadership = Leadership(
         Lease(engine, "scheduler", holder, settings.lease_seconds),
         on_gain=gain,
         on_loss=lose,
-        on_renewed=scheduler.wakeup,
+        on_renewed=renewed,
+        presence=presence(engine, holder, settings.lease_seconds),
     )
     held.set(0)
     services.leadership.start()
+
+
+def _orphan_sweep(live: LiveMessages, mark: MarkInterrupted | None) -> Callable[[], None]:
+    """Mark the live messages of replicas that died, on a thread of its own (Slack calls must not
+    hold up the lease's renewals), one sweep at a time."""
+    import threading
+
+    busy = threading.Lock()
+
+    def sweep() -> None:
+        try:
+            orphans = live.claim_orphans()
+            if orphans and mark is not None:
+                mark(orphans)
+        except Exception:  # the next renewal sweeps again
+            log.exception("could not mark the messages of a replica that stopped")
+        finally:
+            busy.release()
+
+    def start() -> None:
+        if busy.acquire(blocking=False):
+            threading.Thread(target=sweep, name="orphan-sweep", daemon=True).start()
+
+    return start
 
 
 def freeze_start_up_objects() -> None:

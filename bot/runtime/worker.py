@@ -37,7 +37,11 @@ from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from slack_sdk import WebClient
+
+    from bot.state.live_messages import LiveMessages
 
 log = logging.getLogger("dockerbot.worker")
 
@@ -397,10 +401,10 @@ def run_worker(conn: Connection) -> None:
     client = make_web_client(settings)
     work = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="work")
     dispatch = LocalDispatch(router, client, work)
-    start_background(services, SlackPoster(client))
+    start_background(services, SlackPoster(client), functools.partial(_mark_interrupted, client))
     freeze_start_up_objects()
     conn.send(("ready",))
-    reports = JobReports(conn)
+    reports = JobReports(conn, services.live_messages)
 
     def take(kind: str, job: int, arg: Any) -> None:
         hooks = {"done": functools.partial(reports.done, job), "live": functools.partial(reports.live, job)}
@@ -431,8 +435,12 @@ class JobReports:
     seconds at most (a message per job would wake the front's threads once per job), and at once
     of each message a job posted to update as it goes, which the front marks if the worker dies."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, shared: LiveMessages | None = None) -> None:
         self._conn = conn
+        # Several replicas: each live message is also in the database, for the replicas that stay
+        # to mark it should this one die (bot.state.live_messages).
+        self._shared = shared
+        self._live_refs: dict[int, list[tuple[str, str]]] = {}
         self._sending = threading.Lock()
         self._jobs: list[int] = []
         self._with_live: set[int] = set()
@@ -442,6 +450,8 @@ class JobReports:
         self._thread.start()
 
     def done(self, job: int) -> None:
+        for channel, ts in self._live_refs.pop(job, []):
+            self._share(lambda shared, c=channel, t=ts: shared.remove(c, t))
         with self._wake:
             if job in self._with_live:  # at once: a worker dying meanwhile must not mark its message
                 self._with_live.discard(job)
@@ -454,6 +464,16 @@ class JobReports:
         with self._wake:
             self._with_live.add(job)
         self._send(("live", job, ref.channel, ref.ts))
+        self._live_refs.setdefault(job, []).append((ref.channel, ref.ts))
+        self._share(lambda shared: shared.add(ref.channel, ref.ts))
+
+    def _share(self, change: Callable[[LiveMessages], None]) -> None:
+        if self._shared is None:
+            return
+        try:
+            change(self._shared)
+        except Exception:  # the message still works; only its marking after a crash is lost
+            log.exception("could not record a live message for the other replicas")
 
     def _send(self, message: tuple[Any, ...]) -> None:
         with self._sending, contextlib.suppress(OSError):

@@ -17,6 +17,13 @@ from sqlalchemy.sql.elements import ColumnElement
 from bot.state.tables import leases
 
 
+def database_now(engine: Engine) -> ColumnElement[float]:
+    """Now, in seconds since the epoch, by the database's clock."""
+    if engine.dialect.name == "postgresql":
+        return func.extract("epoch", func.clock_timestamp())
+    return literal(time.time())  # SQLite: one machine, one clock
+
+
 class Lease:
     def __init__(self, engine: Engine, name: str, holder: str, seconds: float) -> None:
         self.engine = engine
@@ -25,9 +32,7 @@ class Lease:
         self.seconds = seconds
 
     def _now(self) -> ColumnElement[float]:
-        if self.engine.dialect.name == "postgresql":
-            return func.extract("epoch", func.clock_timestamp())
-        return literal(time.time())  # SQLite: one machine, one clock
+        return database_now(self.engine)
 
     def acquire(self) -> bool:
         """Take the lease, or renew it if this holder has it; False while another holds it."""

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from sqlalchemy import Column, Float, Integer, String, Table, insert, select, text
 from sqlalchemy.engine import Connection, Engine
 
-from bot.state.tables import delivered, leases, metadata, outdated_posts
+from bot.state.tables import delivered, leases, live_messages, metadata, outdated_posts
 
 schema_version = Table(
     "schema_version",
@@ -43,10 +43,15 @@ def _replicas(conn: Connection) -> None:
         table.create(conn, checkfirst=True)
 
 
+def _live_messages(conn: Connection) -> None:
+    live_messages.create(conn, checkfirst=True)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "pending actions, audit log, schedules and runs, outbox, last-use ledger", _initial),
     (2, "what each outdated schedule posted last", _outdated_posts),
     (3, "the scheduler lease and the deliveries run, for several replicas", _replicas),
+    (4, "live messages by the replica that updates them", _live_messages),
 ]
 
 # pg_advisory_lock's key for creating and migrating tables: any constant no other program on the

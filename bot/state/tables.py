@@ -121,3 +121,14 @@ delivered = Table(
     Column("key", String(255), primary_key=True),
     Column("at", Float, nullable=False, index=True),
 )
+
+# Messages a pull updates as it goes, by the process running it (bot.state.live_messages): if that
+# replica dies, the replica holding the scheduler lease marks them interrupted.
+live_messages = Table(
+    "live_messages",
+    metadata,
+    Column("channel", String(64), primary_key=True),
+    Column("ts", String(32), primary_key=True),
+    Column("owner", String(200), nullable=False, index=True),
+    Column("posted_at", Float, nullable=False),
+)
