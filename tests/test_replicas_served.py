@@ -64,7 +64,8 @@ class Replicas:
         deadline = time.monotonic() + timeout
         while True:
             holders = self.rows(
-                "SELECT holder FROM leases WHERE expires_at > extract(epoch FROM clock_timestamp())"
+                "SELECT holder FROM leases WHERE name = 'scheduler'"
+                " AND expires_at > extract(epoch FROM clock_timestamp())"
             )
             if holders:
                 return str(holders[0][0]).split("/")[0]
