@@ -838,19 +838,6 @@ def test_more_than_one_replica_needs_postgresql_rolls_and_has_a_disruption_budge
     assert chart_values()["database"]["leaseSeconds"] == default("lease_seconds")
 
 
-def test_helm_renders_two_replicas_on_postgresql_and_refuses_them_on_sqlite(tmp_path: Path) -> None:
-    base = "slack.botToken=xoxb-1,slack.appToken=xapp-1,docker.hostSocket.enabled=true,replicaCount=2"
-    done = helm_template(tmp_path, base, "secretEnv.databaseUrl=postgresql+psycopg://bot@db/bot")
-    assert done.returncode == 0, done.stderr
-    docs = [d for d in yaml.safe_load_all(done.stdout) if d]
-    spec = rendered_deployment(done.stdout)["spec"]
-    assert spec["replicas"] == 2 and spec["strategy"]["type"] == "RollingUpdate"
-    assert [d["kind"] for d in docs].count("PodDisruptionBudget") == 1
-    assert "PersistentVolumeClaim" not in [d["kind"] for d in docs]
-    refused = helm_template(tmp_path, base)
-    assert refused.returncode != 0 and "needs PostgreSQL" in refused.stderr
-
-
 def helm_template(tmp_path: Path, *sets: str) -> subprocess.CompletedProcess[str]:
     args = [deploytools.helm(), "template", "rel", str(CHART)]  # the machine's, else fetched once
     for item in sets:
@@ -894,6 +881,40 @@ def test_helm_renders_http_mode_on_the_host_socket(tmp_path: Path) -> None:
     assert {"path": SOCKET, "type": "Socket"} in [v["hostPath"] for v in pod["volumes"] if "hostPath" in v]
     refused = helm_template(tmp_path, "slack.botToken=xoxb-1,slack.appToken=xapp-1")
     assert refused.returncode != 0 and "docker.host" in refused.stderr
+
+
+REPLICAS = (
+    "mode=http,slack.botToken=xoxb-1,slack.signingSecret=s,docker.host=tcp://engine:2376,replicaCount=2"
+)
+TLS = "docker.tls.ca=c,docker.tls.cert=c,docker.tls.key=k"
+
+
+def test_helm_runs_two_replicas_only_on_postgresql_and_one_engine(tmp_path: Path) -> None:
+    on_sqlite = helm_template(tmp_path, REPLICAS, TLS)
+    assert on_sqlite.returncode != 0 and "replicaCount > 1 needs PostgreSQL" in on_sqlite.stderr
+    pg = "secretEnv.databaseUrl=postgresql+psycopg://bot@db/bot"
+    node_sockets = helm_template(
+        tmp_path, REPLICAS.replace("docker.host=tcp://engine:2376", "docker.hostSocket.enabled=true"), pg
+    )
+    assert node_sockets.returncode != 0 and "replicaCount > 1 needs docker.host" in node_sockets.stderr
+
+    done = helm_template(tmp_path, REPLICAS, TLS, pg)
+    assert done.returncode == 0, done.stderr
+    docs = [d for d in yaml.safe_load_all(done.stdout) if d]
+    kinds = [d["kind"] for d in docs]
+    assert "PodDisruptionBudget" in kinds and "PersistentVolumeClaim" not in kinds
+    deployment = rendered_deployment(done.stdout)["spec"]
+    assert deployment["replicas"] == 2
+    assert deployment["strategy"]["type"] == "RollingUpdate"
+    assert deployment["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    env = {e["name"]: e for e in deployment["template"]["spec"]["containers"][0]["env"]}
+    assert env["DOCKERBOT_REPLICA"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+
+    single = helm_template(tmp_path, REPLICAS.replace("replicaCount=2", "replicaCount=1"), TLS)
+    assert single.returncode == 0, single.stderr
+    kinds = [d["kind"] for d in yaml.safe_load_all(single.stdout) if d]
+    assert "PodDisruptionBudget" not in kinds and "PersistentVolumeClaim" in kinds
+    assert rendered_deployment(single.stdout)["spec"]["strategy"]["type"] == "Recreate"
 
 
 # ----------------------------------------------------------------------------------------- systemd

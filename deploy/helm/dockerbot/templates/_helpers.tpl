@@ -44,6 +44,9 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- if and (gt (int .Values.replicaCount) 1) (not (include "dockerbot.postgresql" .)) -}}
 {{- fail "replicaCount > 1 needs PostgreSQL (secretEnv.databaseUrl=postgresql+psycopg://..., or database.postgresqlInSecret=true): SQLite serves one replica" -}}
 {{- end -}}
+{{- if and (gt (int .Values.replicaCount) 1) .Values.docker.hostSocket.enabled -}}
+{{- fail "replicaCount > 1 needs docker.host (one engine every replica reaches): with docker.hostSocket each pod would manage the engine of whichever node it runs on, and a card posted by one could be confirmed on another node" -}}
+{{- end -}}
 {{- if and .Values.docker.host .Values.docker.hostSocket.enabled -}}
 {{- fail "set docker.host or docker.hostSocket.enabled, not both" -}}
 {{- end -}}
