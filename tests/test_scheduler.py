@@ -243,3 +243,47 @@ def test_slack_429_then_500_then_ok_posts_exactly_once(services: Services, fake_
     fake_slack.fail("chat.postMessage", status=500, times=1)
     assert delivery.deliver("C0009", plain("summary"))
     assert [c.body["text"] for c in fake_slack.calls("chat.postMessage", ok=True)] == ["summary"]
+
+
+def test_a_run_another_replica_reported_interrupted_says_so_when_it_finishes(services: Services) -> None:
+    """A replica cut off from the database loses the lease while a run goes on; the new holder
+    reports that run interrupted. When the run finishes after all, its summary says both."""
+    posted: list[Message] = []
+
+    class Recorder:
+        def post(self, channel: str, message: Message) -> None:
+            posted.append(message)
+
+    cut_off = [True]  # the first run only
+
+    def reported_meanwhile(services: Services, host: DockerHost, params: dict) -> Message:
+        if cut_off.pop() if cut_off else False:
+            with services.store.engine.begin() as conn:  # what the new lease holder's sweep does
+                conn.execute(
+                    runs_table.update().where(runs_table.c.state == "running").values(state="interrupted")
+                )
+        return plain("Cleanup on local: 3 images removed")
+
+    services.commands = [
+        *services.commands,
+        Command(name="lateprobe", summary="", example="", run=_no_run, scheduled=reported_meanwhile),
+    ]
+    scheduler = Scheduler(services, Delivery(services.store.engine, Recorder()))
+    scheduler.start(paused=True)
+    try:
+        made = scheduler.add(
+            "lateprobe", "0 3 * * *", timezone="UTC", channel="C1", host="local", params={}, created_by="U1"
+        )
+        scheduler.run(made.id)
+        [message] = posted
+        notes = [b["elements"][0]["text"] for b in message.blocks if b["type"] == "context"]
+        assert message.text == "Cleanup on local: 3 images removed"
+        assert any("reported as interrupted while it went on" in n for n in notes), notes
+        assert scheduler.last_run("lateprobe")["state"] == "done"  # type: ignore[index]
+
+        posted.clear()
+        scheduler.run(made.id)  # an ordinary run has no such line
+        notes = [b["elements"][0]["text"] for b in posted[0].blocks if b["type"] == "context"]
+        assert not any("interrupted" in n for n in notes)
+    finally:
+        scheduler.shutdown()

@@ -16,7 +16,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -32,7 +32,7 @@ from bot import metrics
 from bot.engine.fleet import fan_out
 from bot.errors import UserError
 from bot.render.formatting import format_table, human_size, in_zone
-from bot.render.messages import File, Message, code_blocks, context, header, plain, section
+from bot.render.messages import File, Message, code_blocks, header, plain, section, with_context
 from bot.render.text import render
 from bot.state.schema import schema_lock
 from bot.state.tables import metadata, runs_table, schedules_table
@@ -47,6 +47,12 @@ log = logging.getLogger("dockerbot.scheduler")
 
 MISFIRE_GRACE_SECONDS = 6 * 3600
 DEFAULT_TZ = "UTC"  # of a schedule's cron line, when `--tz` does not say
+
+
+_REPORTED_INTERRUPTED = (
+    "This run was reported as interrupted while it went on: the replica running it had lost the "
+    "scheduler lease (cut off from the database). It finished; this is what it did."
+)
 
 
 def running_scheduler(services: Any) -> Scheduler:
@@ -388,7 +394,8 @@ class Scheduler:
         if message is None:  # nothing to say this time (the runner audited why)
             self._run_finished(run_id, state, "nothing new")
             return
-        self._run_finished(run_id, state, message.text)
+        if self._run_finished(run_id, state, message.text) == "interrupted":
+            message = with_context(message, _REPORTED_INTERRUPTED)
         self.delivery.deliver(schedule.channel, self._with_next_run(message, schedule_id))
 
     def _fleet_run(self, schedule: Schedule, runner: ScheduledRunner, hosts: list[DockerHost]) -> Message:
@@ -426,15 +433,7 @@ class Scheduler:
         nxt = schedule.next_run
         note = f"Schedule `{schedule_id}`" + (f" · next run {in_zone(nxt, schedule.timezone)}" if nxt else "")
         note += f" · `/docker {schedule.kind} cancel {schedule_id}` stops it"
-        blocks = [*message.blocks, context(note)] if message.blocks else []
-        return Message(
-            text=message.text,
-            blocks=blocks,
-            in_channel=True,
-            files=message.files,
-            facts=message.facts,
-            keep=message.keep,
-        )
+        return replace(with_context(message, note), in_channel=True)
 
     def _on_missed(self, event: JobExecutionEvent) -> None:
         metrics.SCHEDULER_FAILURES.labels("missed").inc()
@@ -509,13 +508,17 @@ class Scheduler:
         self._running.add(run_id)
         return run_id
 
-    def _run_finished(self, run_id: int, state: str, summary: str) -> None:
+    def _run_finished(self, run_id: int, state: str, summary: str) -> str | None:
+        """Record how the run ended; returns the state it had ("interrupted" when another replica,
+        having taken the lease while this one was cut off, already reported it as interrupted)."""
         with self.engine.begin() as conn:
+            before = conn.execute(select(runs_table.c.state).where(runs_table.c.id == run_id)).scalar()
             conn.execute(
                 update(runs_table)
                 .where(runs_table.c.id == run_id)
                 .values(state=state, finished_at=time.time(), summary=summary)
             )
+        return before
 
     def last_run(self, kind: str, visible: Callable[[str], bool] | None = None) -> dict[str, Any] | None:
         """The latest finished run of a kind (on a host `visible` passes): when, on which schedule and

@@ -10,7 +10,7 @@ link. A `Message.text` stays plain; the Slack adapter escapes it (`slack_text`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from bot.render import mrkdwn
@@ -180,3 +180,8 @@ def mention(user: str) -> str:
     if user[:1] in ("U", "W") and user[1:].isalnum() and user.isupper():
         return mrkdwn.live(f"<@{user}>")
     return user
+
+
+def with_context(message: Message, note: str) -> Message:
+    """`message` with a context line added below it (a text-only message stays text-only)."""
+    return replace(message, blocks=[*message.blocks, context(note)] if message.blocks else [])
