@@ -27,9 +27,18 @@ class BotProcess:
 
 
 def start_bot(
-    engine: Engine, fake_slack: FakeSlack, data_dir: Path, *, socket_mode: bool = False, **env_extra: str
+    engine: Engine,
+    fake_slack: FakeSlack,
+    data_dir: Path,
+    *,
+    socket_mode: bool = False,
+    elsewhere: bool = False,
+    **env_extra: str,
 ) -> BotProcess:
-    """`python -m bot serve` in HTTP mode, or in Socket Mode (then `url` is its health server's)."""
+    """`python -m bot serve` in HTTP mode, or in Socket Mode (then `url` is its health server's).
+
+    `elsewhere`: started from another directory by a launcher that puts the bot on sys.path itself
+    (as an installed entry point would), not by `-m` from the project's directory."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DOCKERBOT_"))}
     env.update(
         DOCKER_HOST=engine.docker_host,
@@ -46,9 +55,21 @@ def start_bot(
     data_dir.mkdir(parents=True, exist_ok=True)
     log = data_dir / "bot-stderr.log"
     with log.open("a") as stderr:  # a file, not a pipe: a full pipe would block the bot's logging
+        args = ["serve", "--host", "127.0.0.1", "--port", "0"]
+        launcher = (
+            [
+                "-c",
+                f"import sys, runpy; sys.path.insert(0, {str(ROOT)!r}); sys.argv[1:] = {args!r}; "
+                "runpy.run_module('bot', run_name='__main__', alter_sys=True)",
+            ]
+            if elsewhere
+            else ["-m", "bot", *args]
+        )
+        if elsewhere:
+            env.pop("PYTHONPATH", None)
         proc = subprocess.Popen(
-            [sys.executable, "-m", "bot", "serve", "--host", "127.0.0.1", "--port", "0"],
-            cwd=ROOT,
+            [sys.executable, *launcher],
+            cwd=data_dir if elsewhere else ROOT,
             env=env,
             stdout=subprocess.PIPE,
             stderr=stderr,

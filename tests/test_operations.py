@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+import pytest
+
 from bot.engine.hosts import DockerHost
 from bot.sandbox import Engine
 from bot.slack.http import Readiness
@@ -172,12 +174,14 @@ def test_the_served_bot_survives_its_worker_and_never_outlives_itself(
             bot.proc.kill()
 
 
+@pytest.mark.parametrize("elsewhere", [False, True], ids=["python -m bot", "a launcher elsewhere"])
 def test_socket_mode_as_deployed_acks_and_answers(
-    engine: Engine, fake_slack: FakeSlack, tmp_path: Path
+    engine: Engine, fake_slack: FakeSlack, tmp_path: Path, elsewhere: bool
 ) -> None:
     """`python -m bot serve` with an app token: the front process holds the websocket and acks,
-    the worker answers on the response_url; /readyz reports the connection and the worker."""
-    bot = start_bot(engine, fake_slack, tmp_path, socket_mode=True)
+    the worker answers on the response_url; /readyz reports the connection and the worker. Also
+    when the bot was started from another directory: the worker finds the same code."""
+    bot = start_bot(engine, fake_slack, tmp_path, socket_mode=True, elsewhere=elsewhere)
     try:
         fake_slack.wait_connected(timeout=30)
         payload = slash_command_payload("help", response_url=fake_slack.response_url("socket"))

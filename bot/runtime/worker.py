@@ -34,6 +34,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection, wait
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -323,6 +324,7 @@ def start_worker_process() -> tuple[Connection, WorkerChild]:
             [sys.executable, "-m", "bot.runtime.worker", *map(str, fds)],
             pass_fds=fds,
             stdin=subprocess.DEVNULL,
+            env=_finding_this_bot(os.environ),
         )
     except BaseException:
         ours.close()
@@ -332,6 +334,14 @@ def start_worker_process() -> tuple[Connection, WorkerChild]:
         theirs.close()
         os.close(held)
     return ours, WorkerChild(popen, sentinel)
+
+
+def _finding_this_bot(env: os._Environ[str]) -> dict[str, str]:
+    """The environment, with this bot's directory first on PYTHONPATH: the worker imports the same
+    code as the front even when the front was not started from the project's directory."""
+    root = str(Path(__file__).resolve().parents[2])
+    rest = env.get("PYTHONPATH")
+    return {**env, "PYTHONPATH": root + (os.pathsep + rest if rest else "")}
 
 
 def _first_message(conn: Connection, process: Any) -> tuple[Any, ...] | None:
