@@ -75,13 +75,13 @@ def serve_slack(settings: Settings, host: str, port: int) -> None:
 def shared_deliveries(settings: Settings) -> Any:
     """On PostgreSQL, where several replicas may serve one app, the deliveries taken are recorded
     there; on SQLite (one replica) the process's own memory is enough, and keeps acks off the disk."""
+    url = settings.database_url or ""
+    if not url.startswith("postgresql"):
+        return None  # before the imports: the front on SQLite loads no SQLAlchemy
     from bot.slack.app import REPLAY_WINDOW
     from bot.state.deliveries import Deliveries
     from bot.state.store import make_engine
 
-    url = settings.database_url or ""
-    if not url.startswith("postgresql"):
-        return None
     return Deliveries(make_engine(url), keep=REPLAY_WINDOW)
 
 
