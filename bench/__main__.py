@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import acks, cleanup, listing, memory, pull, starvation, tags
+from bench import acks, cleanup, fleet, listing, memory, pull, starvation, tags
 from bench.figures import Figure, table, write_results
 from bench.harness import World
 from bench.slackbot import Mode
@@ -19,8 +19,18 @@ RESULTS = Path(__file__).resolve().parent / "results.json"
 # Figures are reported in this order. Parts run in another: `images` and `tags` last, because emptying
 # the engine of its 2,000 tags takes the engine several seconds (10,000 would take minutes: the classic
 # store rewrites its whole tag file for each tag removed), and the sandbox's teardown is free.
-REPORT_ORDER = ("images", "tags", "pull", "cleanup", "ack-http", "ack-socket", "memory", "starvation")
-RUN_ORDER = ("pull", "cleanup", "memory", "ack-http", "ack-socket", "starvation", "images", "tags")
+REPORT_ORDER = (
+    "images",
+    "tags",
+    "pull",
+    "cleanup",
+    "ack-http",
+    "ack-socket",
+    "memory",
+    "starvation",
+    "fleet",
+)
+RUN_ORDER = ("pull", "cleanup", "memory", "ack-http", "ack-socket", "starvation", "fleet", "images", "tags")
 
 
 @dataclass(frozen=True)
@@ -40,6 +50,8 @@ class Sizes:
     tags: int = 10_000  # tags listed (over a quarter as many images)
     tags_reps: int = 9
     tags_slack_rounds: int = 5
+    fleet_rounds: int = 5
+    fleet_memory_commands: int = 40
 
 
 FULL = Sizes(
@@ -67,6 +79,8 @@ QUICK = Sizes(  # smaller, but every ratio is still a median of at least 3 round
     ack_rounds=1,
     tags_reps=3,
     tags_slack_rounds=3,
+    fleet_rounds=3,
+    fleet_memory_commands=10,
 )
 
 
@@ -85,6 +99,7 @@ def parts(world: World, s: Sizes) -> dict[str, Callable[[], list[Figure]]]:
         "ack-socket": ack("socket"),
         "starvation": lambda: starvation.run(world, s.starvation_pulls, s.starvation_reps),
         "tags": lambda: tags.run(world, s.tags, s.tags_reps, s.tags_slack_rounds),
+        "fleet": lambda: fleet.run(world, s.fleet_rounds, s.fleet_memory_commands),
     }
 
 

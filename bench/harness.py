@@ -13,6 +13,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import docker
 
@@ -68,8 +69,9 @@ class Cli:
 class WarmBot:
     """The terminal adapter over a live Router; `say` returns what it printed."""
 
-    def __init__(self, data_dir: Path) -> None:
-        settings = Settings(data_dir=data_dir, docker_timeout=600, pull_inactivity_timeout=120)
+    def __init__(self, data_dir: Path, **overrides: Any) -> None:
+        defaults: dict[str, Any] = {"docker_timeout": 600, "pull_inactivity_timeout": 120}
+        settings = Settings(data_dir=data_dir, **{**defaults, **overrides})
         self.services: Services = build_services(settings, COMMANDS)
         self.router = Router(self.services)
         self.out = io.StringIO()
@@ -102,8 +104,8 @@ class World:
         self._bots: list[WarmBot] = []
         self.prepared: dict[str, float] = {}  # one-off set-ups done (name -> seconds they took)
 
-    def warm_bot(self) -> WarmBot:
-        bot = WarmBot(Path(tempfile.mkdtemp(prefix="bot-", dir=self.tmp)))
+    def warm_bot(self, **settings: Any) -> WarmBot:
+        bot = WarmBot(Path(tempfile.mkdtemp(prefix="bot-", dir=self.tmp)), **settings)
         self._bots.append(bot)
         return bot
 

@@ -49,7 +49,7 @@ def run(req: Request, reply: Reply) -> None:
             raise UsageError(
                 "`report now` takes no CRON, --channel or --tz (those go with `report schedule`)"
             )
-        reply.send(build_report(req.services, req.host))
+        reply.send(build_report(req.services, req.host, chart=not req.in_fleet))
         return
     if args.action == "schedule":
         schedule(req, reply)

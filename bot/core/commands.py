@@ -53,6 +53,9 @@ class Request:
     role: str | None = "viewer"  # the asker's role on `host` (bot/core/access.py)
     local: bool = False  # typed in the terminal by someone who already holds the engine
     host_spec: str | None = None  # `--host` as typed (`all`, `a,b`), for commands that keep it (schedules)
+    # One host of a `--host all` reply, which shows each host's blocks and drops its files: work
+    # done only for a file (a chart) can be skipped.
+    in_fleet: bool = False
 
     @property
     def is_admin(self) -> bool:

@@ -233,7 +233,15 @@ class Router:
             with request_scope(request_id):
                 captured = CapturingReply()
                 request = Request(
-                    user, channel, args, target, self.services, request_id, roles[target.name], local
+                    user,
+                    channel,
+                    args,
+                    target,
+                    self.services,
+                    request_id,
+                    roles[target.name],
+                    local,
+                    in_fleet=True,
                 )
                 cmd.run(request, captured)
                 return list(captured.messages.values())
