@@ -77,7 +77,7 @@ def run(world: World, rounds: int, memory_commands: int) -> list[Figure]:
         figures: list[Figure] = []
         for command in COMMANDS:
             figures += _command(bot, command, plan, live, dead, slowest, rounds)
-        figures += _cleanup_schedule(world, bot, len(live))
+        figures += _cleanup_schedule(world, bot, len(live), slowest[-1], rounds)
         figures += _served(world, config, memory_commands)
         return figures
     finally:
@@ -139,8 +139,11 @@ def _command(
     ]
 
 
-def _cleanup_schedule(world: World, bot: WarmBot, live: int) -> list[Figure]:
-    """A cleanup schedule over `--host all`, run now (as its cron would), posted to the fake Slack."""
+def _cleanup_schedule(world: World, bot: WarmBot, live: int, slowest: str, rounds: int) -> list[Figure]:
+    """A cleanup schedule over `--host all`, run now (as its cron would), posted to the fake Slack;
+    against the same schedule on the slowest live host alone. The policy is the default (dangling
+    images, of which there are none): every host plans and removes nothing, since all 100 hosts are
+    one engine, and the first host's removals would leave nothing for the others."""
     services = bot.services
     with FakeSlack() as slack:
         client = WebClient(token=BOT_TOKEN, base_url=slack.api_url)
@@ -148,34 +151,39 @@ def _cleanup_schedule(world: World, bot: WarmBot, live: int) -> list[Figure]:
         scheduler.start(paused=True)
         services.scheduler = scheduler
         try:
+            bot.say(f'/docker cleanup schedule "0 3 * * 0" --host {slowest} --channel {CHANNEL}')
             made = bot.say(f'/docker cleanup schedule "0 3 * * 0" --host all --channel {CHANNEL}')
-            schedule_id = next(s.id for s in scheduler.list("cleanup"))
-            seconds = timed(lambda: scheduler.run(schedule_id))
-            [post] = wait_until(lambda: slack.calls("chat.postMessage"), 30, "the cleanup summary")
+            one, every = (s.id for s in scheduler.list("cleanup"))
+            scheduler.run(one)  # warm
+            own = median([timed(lambda: scheduler.run(one)) for _ in range(rounds)])
+            posted = len(slack.calls("chat.postMessage"))
+            times = [timed(lambda: scheduler.run(every)) for _ in range(rounds)]
+            posts = wait_until(
+                lambda: slack.calls("chat.postMessage")[posted:][rounds - 1 :], 30, "the cleanup summaries"
+            )
         finally:
             services.scheduler = None
             scheduler.shutdown(wait=False)
         if slack.violations:
-            raise RuntimeError(f"the summary broke Slack's rules: {slack.violations}")
-    print(f"  cleanup schedule: {seconds:.2f} s", flush=True)
+            raise RuntimeError(f"a summary broke Slack's rules: {slack.violations}")
+    seconds = median(times)
+    print(f"  cleanup schedule: {seconds:.2f} s on {HOSTS} hosts, {own:.2f} s on {slowest} alone", flush=True)
+    post = posts[-1]
     text = str(post.body.get("text", ""))
-    blocks = post.body.get("blocks") or []
-    table = "\n".join(str(b.get("text", {}).get("text", "")) for b in _as_list(blocks))
+    table = "\n".join(str(b.get("text", {}).get("text", "")) for b in _as_list(post.body.get("blocks") or []))
     rows = [line.strip("`").split()[0] for line in table.splitlines() if line.strip("`")[:1] == "h"]
     if f"Scheduled cleanup on {HOSTS} hosts: {live} ok, {HOSTS - live} failed" not in text:
         raise RuntimeError(f"unexpected cleanup summary: {text}\n{made}")
     if sorted(set(rows)) != [f"h{i:03d}" for i in range(HOSTS)]:
         raise RuntimeError(f"the summary does not have one row per host: {len(set(rows))} hosts")
-    note = f"one summary, {len(set(rows))} host rows: {text}"
+    over = round(seconds - HOST_TIMEOUT - own, 3)
+    note = (
+        f"{seconds:.2f} s (median of {rounds}): ping every host (dead ones: {HOST_TIMEOUT:g} s), then run "
+        f"on those that answered; {slowest} alone {own:.2f} s; one summary per run, {len(set(rows))} host "
+        f"rows: {text}"
+    )
     return [
-        Figure(
-            f"fleet_cleanup_schedule_{HOSTS}_hosts_s",
-            round(seconds, 2),
-            "s",
-            HOST_TIMEOUT + 30,
-            "lower",
-            note + " (target: the dead hosts' timeout plus 30 s)",
-        )
+        Figure(f"fleet_cleanup_schedule_{HOSTS}_over_timeout_and_slowest_s", over, "s", 0.5, "lower", note)
     ]
 
 

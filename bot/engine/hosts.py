@@ -88,6 +88,7 @@ def connection_cause(error: BaseException) -> str:
     return type(error).__name__
 
 
+CLOSE_WAIT = 0.1  # seconds `close` waits for a connect in progress (the lock is otherwise held briefly)
 _PROVISIONAL_VERSION = "1.41"  # replaced by the engine's own before any real call
 # Connections (ssh sessions) to one ssh:// host at once: below sshd's default MaxSessions of 10.
 SSH_SESSIONS = 8
@@ -183,10 +184,16 @@ class DockerHost:
             return False
 
     def close(self) -> None:
-        with self._lock:
+        # A connect in progress holds the lock for as long as the engine does not answer (up to the
+        # client's timeout): closing, e.g. at shutdown, does not wait for a host that is not there.
+        if not self._lock.acquire(timeout=CLOSE_WAIT):
+            return
+        try:
             if self._client is not None:
                 self._client.close()
                 self._client = None
+        finally:
+            self._lock.release()
 
 
 class HostPool:
