@@ -176,15 +176,16 @@ def _cleanup_schedule(world: World, bot: WarmBot, live: int, slowest: str, round
         raise RuntimeError(f"unexpected cleanup summary: {text}\n{made}")
     if sorted(set(rows)) != [f"h{i:03d}" for i in range(HOSTS)]:
         raise RuntimeError(f"the summary does not have one row per host: {len(set(rows))} hosts")
-    over = round(seconds - HOST_TIMEOUT - own, 3)
+    # Every host is pinged first; each one's run starts when its ping answers, and the dead ones
+    # are given up on after the host timeout: the floor is whichever of the two is longer.
+    floor = max(HOST_TIMEOUT, own)
     note = (
-        f"{seconds:.2f} s (median of {rounds}): ping every host (dead ones: {HOST_TIMEOUT:g} s), then run "
-        f"on those that answered; {slowest} alone {own:.2f} s; one summary per run, {len(set(rows))} host "
-        f"rows: {text}"
+        f"{seconds:.2f} s (median of {rounds}) vs the longer of the host timeout ({HOST_TIMEOUT:g} s, the "
+        f"dead hosts) and {slowest} alone ({own:.2f} s); one summary per run, {len(set(rows))} host rows: "
+        f"{text}"
     )
-    return [
-        Figure(f"fleet_cleanup_schedule_{HOSTS}_over_timeout_and_slowest_s", over, "s", 0.5, "lower", note)
-    ]
+    name = f"fleet_cleanup_schedule_{HOSTS}_over_floor_s"
+    return [Figure(name, round(seconds - floor, 3), "s", 0.5, "lower", note)]
 
 
 def _as_list(value: Any) -> list[dict[str, Any]]:

@@ -3,6 +3,8 @@ dead host is reported as such and never holds the others past the timeout."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -35,9 +37,49 @@ MAX_FLEET_THREADS = 256
 
 def fan_out(hosts: list[DockerHost], work: Callable[[DockerHost], T], timeout: float) -> list[HostResult[T]]:
     """`work(host)` on every host in parallel; results in the hosts' order."""
+    results, _ = fan_out_answering(hosts, work, timeout, probe=None, probe_timeout=timeout)
+    return results
+
+
+def fan_out_answering(
+    hosts: list[DockerHost],
+    work: Callable[[DockerHost], T],
+    timeout: float,
+    *,
+    probe: Callable[[DockerHost], object] | None,
+    probe_timeout: float,
+) -> tuple[list[HostResult[T]], set[str]]:
+    """`fan_out` for long work (a scheduled cleanup): on each host `probe(host)` first, then `work`.
+    A host whose probe has not returned after `probe_timeout` is given up on then, and named in the
+    second value (silent); the others get `timeout` for their work, which starts as soon as their
+    own probe returns, not when the slowest host's does."""
+    probed = {host.name: threading.Event() for host in hosts}
+    lock = threading.Lock()
+    given_up: set[str] = set()  # reported as silent: their work must not start later, unreported
+
+    def run(host: DockerHost) -> T:
+        try:
+            if probe is not None:
+                probe(host)
+        finally:
+            with lock:
+                late = host.name in given_up
+                probed[host.name].set()
+        if late:
+            raise TimeoutError(f"{host.name} answered after the fleet had given up on it")
+        return work(host)
+
     pool = ThreadPoolExecutor(max_workers=min(MAX_FLEET_THREADS, len(hosts)) or 1, thread_name_prefix="fleet")
-    futures = [pool.submit(work, host) for host in hosts]
-    done, _ = wait(futures, timeout=timeout)
+    futures = [pool.submit(run, host) for host in hosts]
+    silent: set[str] = set()
+    if probe is not None:
+        deadline = time.monotonic() + probe_timeout
+        for host in hosts:
+            probed[host.name].wait(max(0.0, deadline - time.monotonic()))
+        with lock:
+            silent = {host.name for host in hosts if not probed[host.name].is_set()}
+            given_up.update(silent)
+    done, _ = wait([f for h, f in zip(hosts, futures, strict=True) if h.name not in silent], timeout=timeout)
     # A host still working is left to finish on its own thread; nobody waits for it any more.
     pool.shutdown(wait=False, cancel_futures=True)
     results: list[HostResult[T]] = []
@@ -48,7 +90,7 @@ def fan_out(hosts: list[DockerHost], work: Callable[[DockerHost], T], timeout: f
             results.append(HostResult(host.name, error=future.exception()))
         else:
             results.append(HostResult(host.name, value=future.result()))
-    return results
+    return results, silent
 
 
 class CapturingReply:

@@ -29,7 +29,7 @@ from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import func, insert, select, update
 
 from bot import metrics
-from bot.engine.fleet import HostResult, fan_out
+from bot.engine.fleet import fan_out_answering
 from bot.errors import UserError
 from bot.render.formatting import format_table, human_size, in_zone
 from bot.render.messages import File, Message, code_blocks, header, plain, section, with_context
@@ -402,15 +402,16 @@ class Scheduler:
         """One summary for the fleet: a row per host, hostname first, then the total."""
         timeout = self.services.settings.fleet_run_timeout
         # A run may rightly take long on a host (a big cleanup), hence its long deadline; but a host
-        # that does not even answer a ping within the fleet's host timeout is reported as such now,
-        # not after the engine client's own timeout (a minute) holds the whole summary.
+        # that does not even answer a ping within the fleet's host timeout is reported as such then,
+        # not after the engine client's own timeout (a minute) has held the whole summary.
         ping_timeout = self.services.settings.host_timeout
-        pings = fan_out(hosts, lambda host: host.ping(timeout=ping_timeout), ping_timeout)
-        silent = {p.host for p in pings if p.timed_out}
-        answering = [host for host in hosts if host.name not in silent]
-        ran = fan_out(answering, lambda host: runner(self.services, host, schedule.params), timeout)
-        by_host = {r.host: r for r in ran}
-        results = [by_host.get(host.name) or HostResult(host.name, timed_out=True) for host in hosts]
+        results, silent = fan_out_answering(
+            hosts,
+            lambda host: runner(self.services, host, schedule.params),
+            timeout,
+            probe=lambda host: host.ping(timeout=ping_timeout),
+            probe_timeout=ping_timeout,
+        )
         rows, total, failed = [], 0, 0
         for result in results:
             if result.ok and result.value is not None:
