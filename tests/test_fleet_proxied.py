@@ -8,6 +8,7 @@ timeout is long here (600 s), so only the fleet's deadline (DOCKERBOT_HOST_TIMEO
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +18,8 @@ import yaml
 from bot.core.router import Router
 from bot.core.services import Services, build_services
 from bot.core.settings import Settings
+from bot.engine.fleet import fan_out_answering
+from bot.engine.hosts import DockerHost
 from bot.jobs.report import build_report
 from bot.jobs.scheduler import Scheduler
 from bot.render.messages import Message
@@ -169,3 +172,31 @@ def test_a_hundred_host_reply_stays_within_slacks_limits(slack_http: SlackHttpBo
     assert "h007: did not answer within 2 s" in shown
     [upload] = slack.wait_for("files.completeUploadExternal", timeout=10)
     assert upload.ok and "C111" in json.dumps(upload.body)
+
+
+def test_a_host_given_up_on_never_starts_its_work_later() -> None:
+    """A fleet schedule reports a host that did not answer its probe in time as silent; if it
+    answers later, its run (a cleanup that removes images) must not start, unreported."""
+    slow, quick = DockerHost("slow"), DockerHost("quick")
+    release, worked = threading.Event(), threading.Event()
+    ran: list[str] = []
+
+    def probe(host: DockerHost) -> None:
+        if host.name == "slow":
+            release.wait(30)
+
+    def work(host: DockerHost) -> str:
+        ran.append(host.name)
+        worked.set()
+        return f"done on {host.name}"
+
+    results, silent = fan_out_answering([slow, quick], work, 30, probe=probe, probe_timeout=0.2)
+    assert silent == {"slow"}
+    assert [(r.host, r.ok, r.value) for r in results] == [
+        ("slow", False, None),
+        ("quick", True, "done on quick"),
+    ]
+    worked.clear()
+    release.set()  # the slow host answers after all
+    assert not worked.wait(1)
+    assert ran == ["quick"]
