@@ -69,17 +69,20 @@ def fan_out_answering(
             raise TimeoutError(f"{host.name} answered after the fleet had given up on it")
         return work(host)
 
+    # Deadlines count from now: starting 100 threads takes a few tenths of a second on a busy machine.
+    started = time.monotonic()
     pool = ThreadPoolExecutor(max_workers=min(MAX_FLEET_THREADS, len(hosts)) or 1, thread_name_prefix="fleet")
     futures = [pool.submit(run, host) for host in hosts]
     silent: set[str] = set()
     if probe is not None:
-        deadline = time.monotonic() + probe_timeout
+        deadline = started + probe_timeout
         for host in hosts:
             probed[host.name].wait(max(0.0, deadline - time.monotonic()))
         with lock:
             silent = {host.name for host in hosts if not probed[host.name].is_set()}
             given_up.update(silent)
-    done, _ = wait([f for h, f in zip(hosts, futures, strict=True) if h.name not in silent], timeout=timeout)
+    waiting = [f for h, f in zip(hosts, futures, strict=True) if h.name not in silent]
+    done, _ = wait(waiting, timeout=max(0.0, started + timeout - time.monotonic()))
     # A host still working is left to finish on its own thread; nobody waits for it any more.
     pool.shutdown(wait=False, cancel_futures=True)
     results: list[HostResult[T]] = []
