@@ -16,8 +16,9 @@ from collections import Counter
 from typing import Any
 
 from bench import seeding
-from bench.figures import Figure, median, timed
+from bench.figures import Figure, median
 from bench.harness import World
+from bench.listing import bot_vs_cli
 from bench.slackbot import BotProcess, find_button, running
 from bot.render.messages import Message
 from bot.render.text import render
@@ -56,16 +57,7 @@ def cli_rows(world: World) -> Rows:
 
 
 def terminal(world: World, tags: int, images: int, reps: int) -> Figure:
-    bot = world.warm_bot()
-    first = bot.say("/docker images")  # also the warm-up: connections, imports, caches
-    if f"{images} images," not in first:
-        raise RuntimeError(f"the bot did not list {images} images:\n{first[-500:]}")
-    world.cli.run("images")
-    bot_times, cli_times = [], []
-    for _ in range(reps):  # interleaved, so drift in the engine's speed hits both sides alike
-        bot_times.append(timed(lambda: bot.say("/docker images")))
-        cli_times.append(world.cli.run("images"))
-    bot_ms, cli_ms = median(bot_times) * 1000, median(cli_times) * 1000
+    bot_ms, cli_ms = bot_vs_cli(world, world.warm_bot(), images, reps)
     note = f"bot {bot_ms:.0f} ms vs CLI {cli_ms:.0f} ms (medians of {reps}); {images} images"
     print(f"  images on {tags} tags: {note}", flush=True)
     return Figure(f"images_{tags}_tags_vs_cli", round(bot_ms / cli_ms, 2), "ratio", 1.0, "lower", note)

@@ -329,17 +329,9 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh, empty database of each kind the bot supports."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'state.sqlite3'}"
-    import secrets
+    from tests.postgres import fresh_database
 
-    from sqlalchemy import create_engine, text
-
-    server_url = request.getfixturevalue("postgres_server")
-    name = "t_" + secrets.token_hex(6)
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f"CREATE DATABASE {name}"))
-    admin.dispose()
-    return server_url.rsplit("/", 1)[0] + "/" + name
+    return fresh_database(request.getfixturevalue("postgres_server"))
 
 
 @pytest.fixture

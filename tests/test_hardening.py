@@ -36,6 +36,7 @@ from tests.fakes.slack_requests import (
     app_home_opened_payload,
     block_actions_body,
     block_actions_payload,
+    button_labelled,
     post_signed,
     signed_headers,
     slash_command_body,
@@ -164,9 +165,7 @@ def test_audit_shows_only_the_hosts_the_asker_administers(
 def press(bot: SlackHttpBot, card: str, label: str, user: str, tag: str, channel: str = CHANNEL) -> str:
     """Press the button `label` of a card, signed, as `user`; what that user was told."""
     blocks = json.loads(card)["blocks"]
-    element = next(
-        el for b in blocks if b["type"] == "actions" for el in b["elements"] if el["text"]["text"] == label
-    )
+    element = button_labelled(blocks, label)
     payload = block_actions_payload(
         element["action_id"],
         element.get("value", ""),

@@ -4,7 +4,6 @@ taken once across processes."""
 from __future__ import annotations
 
 import multiprocessing
-import secrets
 import threading
 import time
 import traceback
@@ -32,17 +31,9 @@ from tests.conftest import SIGNING_SECRET
 from tests.fakes.slack import FakeSlack
 from tests.fakes.slack_requests import signed_headers, slash_command_body
 from tests.fakes.tcpproxy import TcpProxy
+from tests.postgres import fresh_database
 
 REPLICAS = 6  # without the lock all but one failed, every time (pg_type_typname_nsp_index)
-
-
-def fresh_database(server_url: str) -> str:
-    name = "r_" + secrets.token_hex(6)
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f"CREATE DATABASE {name}"))
-    admin.dispose()
-    return server_url.rsplit("/", 1)[0] + "/" + name
 
 
 def _start_replica(url: str, barrier: Any, results: Any) -> None:

@@ -27,8 +27,8 @@ from tests.botprocess import start_bot
 from tests.fakes.images import Spec, load_images
 from tests.fakes.registry import FakeRegistry
 from tests.fakes.slack import FakeSlack
-from tests.fakes.slack_requests import block_actions_payload, slash_command_payload
-from tests.test_replicas import fresh_database
+from tests.fakes.slack_requests import block_actions_payload, button_labelled, slash_command_payload
+from tests.postgres import fresh_database
 
 LEASE = 3.0  # seconds (30 by default): the takeover is timed against it
 DAY = 86400.0
@@ -112,13 +112,7 @@ def command(slack: FakeSlack, text_: str, tag: str) -> str:
 
 
 def press(slack: FakeSlack, card: dict[str, Any], label: str, tag: str) -> str:
-    [button] = [
-        el
-        for b in card["blocks"]
-        if b["type"] == "actions"
-        for el in b["elements"]
-        if el["text"]["text"] == label
-    ]
+    button = button_labelled(card["blocks"], label)
     payload = block_actions_payload(
         button["action_id"],
         button["value"],

@@ -7,7 +7,7 @@ import pytest
 from bot.core.settings import Settings
 from bot.sandbox import Engine
 from tests.conftest import SlackHttpBot
-from tests.fakes.slack_requests import block_actions_body, block_actions_payload, post_signed
+from tests.fakes.slack_requests import block_actions_body, block_actions_payload, button_labelled, post_signed
 
 
 @pytest.fixture
@@ -23,13 +23,7 @@ def _card(bot: SlackHttpBot, text: str) -> dict:
 
 
 def _press(bot: SlackHttpBot, card: dict, label: str, *, user: str, tag: str) -> int:
-    [button] = [
-        el
-        for b in card["blocks"]
-        if b["type"] == "actions"
-        for el in b["elements"]
-        if el["text"]["text"] == label
-    ]
+    button = button_labelled(card["blocks"], label)
     payload = block_actions_payload(
         button["action_id"],
         button["value"],

@@ -129,6 +129,14 @@ def _find_button(message: dict[str, Any] | None, action_id: str) -> tuple[str | 
     return None, None
 
 
+def button_labelled(blocks: list[dict[str, Any]], label: str) -> dict[str, Any]:
+    """The one button of a message (its blocks) whose text is `label`."""
+    [button] = [
+        el for b in blocks if b["type"] == "actions" for el in b["elements"] if el["text"]["text"] == label
+    ]
+    return button
+
+
 def block_actions_payload(
     action_id: str,
     value: str,
