@@ -10,6 +10,8 @@ escapes argparse as ArgumentError rather than our UsageError, so the choice is c
 
 from __future__ import annotations
 
+import functools
+
 from bot.core.channels import channel_text, member_hint
 from bot.core.commands import ArgParser, Command, Reply, Request, UsageError
 from bot.jobs.report import build_report, run_scheduled_report
@@ -89,4 +91,5 @@ COMMAND = Command(
     fleet=lambda args: args.action == "now",
     spans_hosts=lambda args: args.action == "schedule",
     scheduled=run_scheduled_report,
+    scheduled_in_fleet=functools.partial(run_scheduled_report, chart=False),
 )

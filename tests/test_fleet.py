@@ -117,6 +117,11 @@ def _reclaiming(services: Services, host: DockerHost, params: dict) -> Message:
     return Message(text=f"{count} images checked on {host.name}", facts={"reclaimed": 1000 * count})
 
 
+def _reclaiming_in_fleet(services: Services, host: DockerHost, params: dict) -> Message:
+    message = _reclaiming(services, host, params)
+    return Message(text=message.text + " (its fleet part)", facts=message.facts)
+
+
 class _Recorder:
     def __init__(self) -> None:
         self.posted: list[Message] = []
@@ -132,7 +137,12 @@ def test_a_fleet_schedule_posts_one_summary_with_a_row_per_host(
     fleet_services.commands = [
         *fleet_services.commands,
         Command(
-            name="fleetprobe", summary="", example="", run=lambda req, reply: None, scheduled=_reclaiming
+            name="fleetprobe",
+            summary="",
+            example="",
+            run=lambda req, reply: None,
+            scheduled=_reclaiming,
+            scheduled_in_fleet=_reclaiming_in_fleet,
         ),
     ]
     scheduler = Scheduler(fleet_services, Delivery(fleet_services.store.engine, recorder))
@@ -154,6 +164,7 @@ def test_a_fleet_schedule_posts_one_summary_with_a_row_per_host(
         }
         assert list(rows) == ["one", "two", "three"], "one row per host, hostname first"
         assert rows["two"].split()[1] == "FAILED" and rows["one"].split()[1] == "ok"
+        assert rows["one"].endswith("images checked on one (its fleet part)"), "Command.scheduled_in_fleet"
         assert summary.files and "== one ==" in str(summary.files[0].content)
     finally:
         two.start()

@@ -110,6 +110,11 @@ def test_a_fleet_report_draws_no_charts_it_would_not_show(chat: ChatBot) -> None
     host = services.hosts.get("near")
     assert [f.name for f in build_report(services, host).files] == ["disk-usage-near.png"]
     assert build_report(services, host, chart=False).files == []
+    # and a report schedule over several hosts runs its chart-less part on each
+    [report] = [c for c in services.commands if c.name == "report"]
+    assert report.scheduled is not None and report.scheduled_in_fleet is not None
+    assert [f.name for f in report.scheduled(services, host, {}).files] == ["disk-usage-near.png"]
+    assert report.scheduled_in_fleet(services, host, {}).files == []
 
 
 class _Recorder:

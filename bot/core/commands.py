@@ -130,6 +130,9 @@ class Command:
     scheduled: ScheduledRunner | None = None
     # Instead of `scheduled`: one run over all the schedule's hosts together (`outdated schedule`).
     scheduled_fleet: FleetScheduledRunner | None = None
+    # One host's part of a schedule over several hosts, when it differs from `scheduled`: the fleet
+    # summary keeps each host's text only (a report leaves out the chart it would drop).
+    scheduled_in_fleet: ScheduledRunner | None = None
 
     def role_for(self, args: argparse.Namespace) -> str:
         return self.required_role(args) if self.required_role else self.role

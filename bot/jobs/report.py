@@ -374,10 +374,13 @@ def build_report(
     )
 
 
-def run_scheduled_report(services: Services, host: DockerHost, params: dict[str, Any]) -> Message:
-    """The scheduler's runner: the report, or a message saying why there is none. Never raises."""
+def run_scheduled_report(
+    services: Services, host: DockerHost, params: dict[str, Any], *, chart: bool = True
+) -> Message:
+    """The scheduler's runner: the report, or a message saying why there is none. Never raises.
+    `chart=False` for one host of a fleet summary, which shows text only."""
     try:
-        return build_report(services, host)
+        return build_report(services, host, chart=chart)
     except EngineUnavailable as error:
         problem = str(error)
     except connection_errors() as error:

@@ -184,6 +184,12 @@ class Scheduler:
         self.runners: dict[str, ScheduledRunner] = {
             command.name: command.scheduled for command in services.commands if command.scheduled
         }
+        # What one host of a schedule over several runs (Command.scheduled_in_fleet, else the same).
+        self.fleet_parts: dict[str, ScheduledRunner] = {
+            command.name: command.scheduled_in_fleet or command.scheduled
+            for command in services.commands
+            if command.scheduled
+        }
         # Kinds whose run covers all the schedule's hosts at once and may have nothing to post.
         self.fleet_runners: dict[str, FleetScheduledRunner] = {
             command.name: command.scheduled_fleet for command in services.commands if command.scheduled_fleet
@@ -383,7 +389,7 @@ class Scheduler:
             elif len(hosts) == 1 and schedule.host != "all":
                 message = runner(self.services, hosts[0], schedule.params)
             else:
-                message = self._fleet_run(schedule, runner, hosts)
+                message = self._fleet_run(schedule, self.fleet_parts[schedule.kind], hosts)
         except Exception as error:
             log.exception("scheduled %s %s failed", schedule.kind, schedule.id)
             metrics.SCHEDULER_FAILURES.labels(schedule.kind).inc()
