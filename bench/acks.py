@@ -22,12 +22,12 @@ from bench.slackbot import (
     Mode,
     ack_histogram_p,
     burst,
-    find_button,
     missing_replies,
     running,
     wait_until,
 )
 from tests.fakes.slack import FakeSlack
+from tests.fakes.slack_requests import find_button
 
 POLICY = "unused, grace 0"
 FAKE_SLACK_NICENESS = 10

@@ -329,14 +329,6 @@ def missing_replies(slack: FakeSlack, tags: Iterable[str], timeout: float) -> se
         time.sleep(0.1)
 
 
-def find_button(blocks: list[dict[str, Any]], label: str) -> dict[str, Any] | None:
-    for block in blocks:
-        for element in block.get("elements") or []:
-            if element.get("type") == "button" and element.get("text", {}).get("text") == label:
-                return dict(element)
-    return None
-
-
 def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
     deadline = time.monotonic() + timeout
     while True:

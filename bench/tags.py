@@ -19,10 +19,11 @@ from bench import seeding
 from bench.figures import Figure, median
 from bench.harness import World
 from bench.listing import bot_vs_cli
-from bench.slackbot import BotProcess, find_button, running
+from bench.slackbot import BotProcess, running
 from bot.render.messages import Message
 from bot.render.text import render
 from tests.fakes.slack import FakeSlack
+from tests.fakes.slack_requests import find_button
 
 PREFIX = "bench-tags/app"
 TAGS_PER_IMAGE = 4  # 10,000 tags over 2,500 images

@@ -129,12 +129,26 @@ def _find_button(message: dict[str, Any] | None, action_id: str) -> tuple[str | 
     return None, None
 
 
+def _buttons(blocks: list[dict[str, Any]], label: str) -> list[dict[str, Any]]:
+    return [
+        el
+        for b in blocks
+        if b["type"] == "actions"
+        for el in b["elements"]
+        if el.get("type") == "button" and el["text"]["text"] == label
+    ]
+
+
 def button_labelled(blocks: list[dict[str, Any]], label: str) -> dict[str, Any]:
     """The one button of a message (its blocks) whose text is `label`."""
-    [button] = [
-        el for b in blocks if b["type"] == "actions" for el in b["elements"] if el["text"]["text"] == label
-    ]
+    [button] = _buttons(blocks, label)
     return button
+
+
+def find_button(blocks: list[dict[str, Any]], label: str) -> dict[str, Any] | None:
+    """The first button of a message whose text is `label`, or None when it has none."""
+    found = _buttons(blocks, label)
+    return dict(found[0]) if found else None
 
 
 def block_actions_payload(
