@@ -49,11 +49,17 @@ def fresh_repo(prefix: str = "outdatedtest") -> str:
     return f"{prefix}/app{uuid.uuid4().hex[:8]}"
 
 
-def stale_repo(sandbox: Sandbox, docker_cli: Any) -> str:
-    """A new repository whose `v1` the engine pulled, then rebuilt upstream: outdated here."""
+def pulled_repo(sandbox: Sandbox, docker_cli: Any) -> str:
+    """A new repository whose `v1` the engine pulled: up to date here."""
     repo = fresh_repo()
     push(sandbox, f"{repo}:v1", "one")
     docker_cli("pull", f"{repo}:v1")
+    return repo
+
+
+def stale_repo(sandbox: Sandbox, docker_cli: Any) -> str:
+    """A new repository whose `v1` the engine pulled, then rebuilt upstream: outdated here."""
+    repo = pulled_repo(sandbox, docker_cli)
     push(sandbox, f"{repo}:v1", "two")
     return repo
 
@@ -201,9 +207,7 @@ def test_an_image_built_here_is_not_from_a_registry(chat: ChatBot, sandbox: Sand
 def test_registry_down_makes_each_image_unknown_without_an_error(
     settings: Settings, sandbox: Sandbox, docker_cli: Any
 ) -> None:
-    repo = fresh_repo()
-    push(sandbox, f"{repo}:v1", "x")
-    docker_cli("pull", f"{repo}:v1")
+    repo = pulled_repo(sandbox, docker_cli)
     for chat in chat_with(settings, hub_registry_url=f"http://127.0.0.1:{closed_port()}"):
         out = chat(f"/docker outdated {repo}")
         assert "Unknown (1)" in out
@@ -214,9 +218,7 @@ def test_registry_down_makes_each_image_unknown_without_an_error(
 def test_rate_limited_registry_is_unknown(
     via_fake: ChatBot, fake_registry: FakeRegistry, sandbox: Sandbox, docker_cli: Any
 ) -> None:
-    repo = fresh_repo()
-    push(sandbox, f"{repo}:v1", "x")
-    docker_cli("pull", f"{repo}:v1")
+    repo = pulled_repo(sandbox, docker_cli)
     fake_registry.rate_limited = True
     out = via_fake(f"/docker outdated {repo}")
     assert "registry rate limit reached (429)" in row_of(out, repo)
@@ -226,9 +228,7 @@ def test_rate_limited_registry_is_unknown(
 def test_a_stalled_registry_is_unknown_after_the_timeout(
     settings: Settings, fake_registry: FakeRegistry, sandbox: Sandbox, docker_cli: Any
 ) -> None:
-    repo = fresh_repo()
-    push(sandbox, f"{repo}:v1", "x")
-    docker_cli("pull", f"{repo}:v1")
+    repo = pulled_repo(sandbox, docker_cli)
     fake_registry.stall_manifests = True
     hub = f"http://{fake_registry.address}"
     for chat in chat_with(settings, hub_registry_url=hub, registry_timeout=1):
@@ -253,9 +253,7 @@ def test_docker_hub_token_flow(
 def test_docker_hub_token_flow_with_credentials(
     settings: Settings, fake_registry: FakeRegistry, sandbox: Sandbox, docker_cli: Any
 ) -> None:
-    repo = fresh_repo()
-    push(sandbox, f"{repo}:v1", "one")
-    docker_cli("pull", f"{repo}:v1")
+    repo = pulled_repo(sandbox, docker_cli)
     fake_registry.token_auth = True
     fake_registry.token_credentials = ("alice", "hub-pw-9")
     hub = f"http://{fake_registry.address}"
