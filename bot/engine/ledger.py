@@ -43,7 +43,6 @@ class Ledger:
     def __init__(self, engine: Engine, *, throttle: float = THROTTLE_SECONDS) -> None:
         self.engine = engine
         self.throttle = throttle
-        image_last_use.create(engine, checkfirst=True)
         self._written: dict[tuple[str, str], float] = {}  # what this process last wrote, for the throttle
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []

@@ -35,7 +35,7 @@ from bot.render.formatting import format_table, human_size, in_zone
 from bot.render.messages import File, Message, code_blocks, header, plain, section, with_context
 from bot.render.text import render
 from bot.state.schema import schema_lock
-from bot.state.tables import metadata, runs_table, schedules_table
+from bot.state.tables import runs_table, schedules_table
 
 if TYPE_CHECKING:
     from bot.core.commands import FleetScheduledRunner, ScheduledRunner
@@ -173,8 +173,6 @@ class Scheduler:
         self.services = services
         self.delivery = delivery
         self.engine = services.store.engine
-        with schema_lock(self.engine):
-            metadata.create_all(self.engine, tables=[schedules_table, runs_table])
         self.aps = BackgroundScheduler(
             jobstores={"default": make_job_store(self.engine)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": MISFIRE_GRACE_SECONDS},

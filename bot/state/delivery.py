@@ -21,7 +21,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 
 from bot.render.messages import Message
-from bot.state.tables import metadata, outbox_table
+from bot.state.tables import outbox_table
 
 log = logging.getLogger("dockerbot.delivery")
 
@@ -35,7 +35,6 @@ class Delivery:
     def __init__(self, engine: Engine, poster: Poster) -> None:
         self.engine = engine
         self.poster = poster
-        metadata.create_all(engine, tables=[outbox_table])
         self._lock = threading.Lock()  # one delivery at a time keeps each channel in order
 
     def deliver(self, channel: str, message: Message) -> bool:
